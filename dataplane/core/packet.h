@@ -1,0 +1,86 @@
+// The packet core: parse, classify, flow lookup, latch, police, rewrite.
+// Plain C++ over byte buffers; the worker wraps it around rte_mbuf and the
+// unit tests call it directly on synthetic frames.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/core/drops.h"
+#include "dataplane/core/flow_table.h"
+#include "dataplane/core/neighbor.h"
+#include "dataplane/core/net.h"
+
+namespace sluice {
+
+inline constexpr int kMaxPorts = 8;
+
+struct PortInfo {
+  net::Mac mac{};
+  uint32_t ip = 0;
+  uint8_t prefix = 24;
+  uint32_t gateway = 0;
+  uint16_t vlan = 0;       // 0: untagged
+  bool exception = false;  // has an exception path to the kernel
+};
+
+struct RouteEntry {
+  uint32_t prefix = 0;
+  uint32_t mask = 0;
+  uint32_t next_hop = 0;
+  uint8_t port = 0;
+};
+
+// What the core needs to know about the dataplane; immutable while workers
+// run (except the tables, which have their own rules).
+struct DataplaneView {
+  FlowTable* flows = nullptr;
+  NeighborTable* neighbors = nullptr;
+  PortInfo ports[kMaxPorts];
+  int nports = 0;
+  RouteEntry routes[32];
+  int nroutes = 0;
+  uint16_t media_min = 20000;
+  uint16_t media_max = 31000;
+  uint64_t tsc_hz = 1000000000;
+};
+
+enum class Action : uint8_t { kForward, kDrop, kPunt, kArp, kHandoff };
+
+enum class EventKind : uint8_t { kNone, kLatched, kPeerChanged, kResolve };
+
+// An event a worker reports to the control lcore (fixed size, ring element).
+struct WorkerEvent {
+  EventKind kind = EventKind::kNone;
+  uint8_t port = 0;
+  uint16_t peer_port = 0;
+  uint32_t slot = 0;
+  uint32_t ip = 0;
+  uint32_t pad = 0;
+};
+static_assert(sizeof(WorkerEvent) == 16, "ring element size");
+
+struct Outcome {
+  Action action = Action::kDrop;
+  Drop drop = Drop::kMalformed;
+  uint8_t out_port = 0;
+  uint8_t worker = 0;  // kHandoff: the owning worker
+  uint32_t off = 0;    // kForward: new frame start within the buffer
+  uint32_t len = 0;    // kForward: new frame length
+  WorkerEvent event;   // kind != kNone: report it
+};
+
+// Processes one frame received on in_port by `worker`. The frame occupies
+// buf[off, off+len); `off` bytes of headroom precede it (VLAN tags may be
+// added in front). On kForward the frame to send is buf[out.off, +out.len).
+Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint32_t len,
+                      uint8_t in_port, uint8_t worker, uint64_t now_tsc);
+
+// The latching decision, exposed for table-driven tests.
+enum class LatchVerdict : uint8_t { kAccept, kLatched, kPeerChanged, kReject };
+LatchVerdict latch_decide(const FlowConfig& cfg, FlowState& st, uint32_t ip, uint16_t port);
+
+// Next hop for dst leaving on port p (on-link, static route, gateway); 0 if
+// none.
+uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst);
+
+}  // namespace sluice
