@@ -613,8 +613,8 @@ void Runtime::scan_flows(uint64_t now) {
       s.meta.timed_out = 0;
       emit(make(pb::EVENT_TYPE_RESUMED));
     }
-    uint32_t dsum = 0;
-    for (auto& d : s.st.drops) dsum += d.load(std::memory_order_relaxed);
+    uint16_t dsum = 0;
+    for (auto& d : s.st.drops) dsum = uint16_t(dsum + d.load(std::memory_order_relaxed));
     if (dsum != s.meta.drops_reported) {
       pb::Event ev = make(pb::EVENT_TYPE_DROPS);
       int k = 0;

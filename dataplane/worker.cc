@@ -7,6 +7,7 @@
 //   back off with short sleeps when idle (offline for QSBR while asleep)
 #include <rte_cycles.h>
 #include <rte_ethdev.h>
+#include <rte_ether.h>
 #include <rte_mbuf.h>
 #include <rte_rcu_qsbr.h>
 #include <rte_ring.h>
@@ -67,6 +68,13 @@ int Runtime::worker_main(Worker& w) {
   };
 
   auto process = [&](rte_mbuf* m, uint8_t in_idx, uint64_t now, BurstCounters& bc) {
+    // af_packet (and NICs with stripping on) hand us the 802.1Q tag out of
+    // band; put it back so the core sees the frame as it was on the wire.
+    if ((m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) && rte_vlan_insert(&m) != 0) {
+      bc.drops[int(Drop::kMalformed)]++;
+      rte_pktmbuf_free(m);
+      return;
+    }
     if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
       bc.drops[int(Drop::kMalformed)]++;
       rte_pktmbuf_free(m);

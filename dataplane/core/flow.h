@@ -8,7 +8,7 @@
 //    QSBR grace period, so a worker never sees a half-written config.
 //  - FlowState is written only by the flow's owning worker (single writer);
 //    the control lcore reads it for listings and timeouts with relaxed loads.
-//  - FlowMeta is touched by the control lcore alone.
+//  - FlowMeta is touched by the control lcore alone, but for `active`.
 #pragma once
 
 #include <atomic>
@@ -77,23 +77,33 @@ struct FlowMeta {
   uint64_t grace_token = 0;  // QSBR token guarding the inactive config copy
   uint32_t local_ip = 0;
   uint32_t timeout_ms = 60000;
-  uint32_t drops_reported = 0;
   uint16_t local_port = 0;
+  uint16_t drops_reported = 0;  // low bits of the drop sum last reported
   uint8_t in_use = 0;
   uint8_t timed_out = 0;
-  uint8_t reported_latched = 0;
+  // Which cfg copy is live: written by the control lcore, read by workers.
+  // It lives in this struct's tail padding, which keeps a slot at 248 B.
+  std::atomic<uint8_t> active{0};
+
+  void reset() {
+    cookie = generation = grace_token = 0;
+    local_ip = 0;
+    timeout_ms = 60000;
+    local_port = drops_reported = 0;
+    in_use = timed_out = 0;
+    active.store(0, std::memory_order_relaxed);
+  }
 };
 
 struct FlowSlot {
   FlowConfig cfg[2];
-  std::atomic<uint8_t> active{0};
   FlowMeta meta;
   FlowState st;
 
   // Acquire pairs with the writer's release store of `active`: the config
   // copy it selects was fully written before the flip.
   const FlowConfig& config() const {
-    return cfg[active.load(std::memory_order_acquire)];
+    return cfg[meta.active.load(std::memory_order_acquire)];
   }
 };
 

@@ -80,7 +80,7 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
   if (e) {
     FlowSlot& s = slots_[e - 1];
     if (generation < s.meta.generation) return Result::kStale;
-    uint8_t cur = s.active.load(std::memory_order_relaxed);
+    uint8_t cur = s.meta.active.load(std::memory_order_relaxed);
     if (s.cfg[cur] == cfg && s.meta.cookie == cookie && s.meta.timeout_ms == timeout_ms) {
       s.meta.generation = generation;
       return Result::kUnchanged;
@@ -90,7 +90,7 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
     wait_grace(s);
     s.cfg[cur ^ 1] = cfg;
     // Release: the copy is complete before workers can select it.
-    s.active.store(cur ^ 1, std::memory_order_release);
+    s.meta.active.store(cur ^ 1, std::memory_order_release);
     if (qsbr_) s.meta.grace_token = rte_rcu_qsbr_start(qsbr_);
     s.meta.cookie = cookie;
     s.meta.generation = generation;
@@ -103,9 +103,8 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
   free_.pop_back();
   FlowSlot& s = slots_[idx];
   s.cfg[0] = cfg;
-  s.active.store(0, std::memory_order_relaxed);
   s.st.reset();
-  s.meta = FlowMeta{};
+  s.meta.reset();
   s.meta.cookie = cookie;
   s.meta.generation = generation;
   s.meta.local_ip = ip;

@@ -214,7 +214,7 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
     // GCRA: one packet per interval, up to `burst` packets early.
     uint64_t interval = dp.tsc_hz / cfg.police_rate;
     uint64_t tat = st.police_tat > now ? st.police_tat : now;
-    if (tat - now > interval * cfg.police_burst) {
+    if (tat - now >= interval * cfg.police_burst) {
       count_flow_drop(st, Drop::kPoliced);
       Outcome o = drop(Drop::kPoliced);
       o.event = out.event;
