@@ -50,13 +50,27 @@ lab_up() {
     set -- $l
     ip -n "$1" link set "$2" up
   done
+  # DPDK reads out0/in0 through af_packet, but the relay namespace's kernel
+  # would also take their frames into its own stack (it owns the relay
+  # addresses on the TAPs, and Linux accepts a local address on any
+  # interface): every SIP packet would arrive twice and media would reach
+  # kernel sockets. Strict reverse-path filtering drops them there (the route
+  # back to a peer is via the TAP), and arp_ignore keeps the kernel from
+  # answering ARP on them; af_packet still sees every frame. A real NIC is
+  # bound to DPDK and has no kernel stack at all.
+  for dev in out0 in0; do
+    ip netns exec "$NS_RELAY" sysctl -qw net.ipv4.conf.$dev.rp_filter=1
+    ip netns exec "$NS_RELAY" sysctl -qw net.ipv4.conf.$dev.arp_ignore=8
+  done
   # The kernel leaves UDP/TCP checksums unfinished on veth (offload); the
   # relay recomputes media checksums, but punted SIP goes to the relay's
   # kernel as sent, so let the endpoints finish their checksums.
-  if command -v ethtool >/dev/null; then
-    ip netns exec "$NS_PHONE" ethtool -K phone0 tx off >/dev/null 2>&1
-    ip netns exec "$NS_PBX" ethtool -K pbx0 tx off >/dev/null 2>&1
+  if ! command -v ethtool >/dev/null; then
+    echo "lab: ethtool is missing (scripts/setup.sh installs it)" >&2
+    return 1
   fi
+  ip netns exec "$NS_PHONE" ethtool -K phone0 tx off >/dev/null
+  ip netns exec "$NS_PBX" ethtool -K pbx0 tx off >/dev/null
   cat >"$LAB_DIR/dataplane.conf" <<CONF
 # Lab dataplane: af_packet on the relay's veth ends, no hugepages.
 eal_args: ["--no-huge", "-m", "512", "--file-prefix", "sluice-$LAB",
@@ -145,12 +159,14 @@ lab_demo() {
   echo "== RTP both ways: teleworker $PHONE:4000 <-> relay <-> PBX $PBX:5000 (200 packets each, G.711 size)"
   # The phone is "behind a NAT": it sends from port 4400, not the 4000 its
   # SDP announced; latching learns the real source.
-  rtp_peer --bind $PBX:5000 --to $RELAY_IN:20002 --count 200 --ssrc 2222 --expect 200 \
-    --expect-ssrc 1111 --wait 10 --netns "$NS_PBX" >"$LAB_DIR/pbx.json" &
+  # The PBX side listens first and answers once media is flowing; the phone
+  # speaks first, as a caller does, so the PBX's media follows the latch.
+  rtp_peer --bind $PBX:5000 --to $RELAY_IN:20002 --delay 0.5 --count 200 --pps 100 --ssrc 2222 \
+    --expect 200 --expect-ssrc 1111 --wait 10 --netns "$NS_PBX" >"$LAB_DIR/pbx.json" &
   local pbx_pid=$!
-  sleep 0.3
-  rtp_peer --bind $PHONE:4400 --to $RELAY_OUT:20000 --count 200 --ssrc 1111 --expect 200 \
-    --expect-ssrc 2222 --wait 10 --netns "$NS_PHONE" >"$LAB_DIR/phone.json"
+  sleep 0.2
+  rtp_peer --bind $PHONE:4400 --to $RELAY_OUT:20000 --count 200 --pps 100 --ssrc 1111 \
+    --expect 200 --expect-ssrc 2222 --wait 10 --netns "$NS_PHONE" >"$LAB_DIR/phone.json"
   wait $pbx_pid
   echo "phone received: $(cat "$LAB_DIR/phone.json")"
   echo "pbx   received: $(cat "$LAB_DIR/pbx.json")"

@@ -62,6 +62,7 @@ def main():
     ap.add_argument("--expect-ssrc", type=int)
     ap.add_argument("--wait", type=float, default=5.0)
     ap.add_argument("--linger", type=float, default=0.5, help="receive this long after sending")
+    ap.add_argument("--delay", type=float, default=0.0, help="receive only, this long, before sending")
     ap.add_argument("--netns")
     ap.add_argument("--raw", help="send this hex string once instead of RTP")
     ap.add_argument("--tos", action="store_true", help="report TOS/TTL of received packets")
@@ -73,16 +74,16 @@ def main():
     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 22)
     if a.tos:
         s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
-        s.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTTL, 1)
+        s.setsockopt(socket.IPPROTO_IP, getattr(socket, "IP_RECVTTL", 12), 1)
     s.bind(hostport(a.bind))
     dst = hostport(a.to) if a.to else None
     sent = received = bad = 0
     sources = {}
     tos_seen, ttl_seen = set(), set()
     start = time.monotonic()
-    deadline = start + a.wait
+    deadline = start + a.delay + a.wait
     interval = 1.0 / a.pps if a.pps > 0 else 0
-    next_send = start
+    next_send = start + a.delay
     if a.raw and dst:
         s.sendto(bytes.fromhex(a.raw), dst)
         sent = 1
@@ -110,7 +111,7 @@ def main():
                 for lvl, typ, val in anc:
                     if typ == socket.IP_TOS:
                         tos_seen.add(val[0])
-                    elif typ == socket.IP_TTL:
+                    elif typ == getattr(socket, "IP_TTL", 2):
                         ttl_seen.add(struct.unpack("i", val[:4])[0])
             else:
                 data, src = s.recvfrom(2048)

@@ -1,0 +1,53 @@
+# Shared by the integration tests: a private lab (unique namespace names,
+# DPDK file prefix and socket), assertions, and cleanup on every exit path.
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export SLUICE_BUILD=${SLUICE_BUILD:-$ROOT/build}
+export LAB=${LAB:-t$$}
+source "$ROOT/lab/lab.sh"
+
+FAILS=0
+CHECKS=0
+check() {  # check "description" command...
+  local what=$1
+  shift
+  CHECKS=$((CHECKS + 1))
+  if "$@"; then
+    echo "ok   - $what"
+  else
+    echo "FAIL - $what"
+    FAILS=$((FAILS + 1))
+  fi
+}
+# jq-like field access with python: json_get FILE 'expr on d'
+json_get() { python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"; }
+eq() { [ "$1" = "$2" ] || { echo "     expected '$2', got '$1'" >&2; return 1; }; }
+ge() { [ "$1" -ge "$2" ] 2>/dev/null || { echo "     expected >= $2, got '$1'" >&2; return 1; }; }
+
+finish() {
+  local rc=$?
+  if [ "$FAILS" -ne 0 ] || [ $rc -ne 0 ]; then
+    echo "--- dataplane log"
+    cat "$LAB_DIR/dataplane.log" 2>/dev/null | tail -30
+  fi
+  lab_down
+  # Nothing of this test may survive it.
+  if ip netns list | grep -q "^$LAB-"; then echo "FAIL - namespaces left behind"; FAILS=$((FAILS + 1)); fi
+  echo "$CHECKS checks, $FAILS failed"
+  [ "$FAILS" -eq 0 ] && [ $rc -eq 0 ] && exit 0
+  exit 1
+}
+trap finish EXIT
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "SKIP: integration tests need root (namespaces, af_packet, tap)"
+  trap - EXIT
+  exit 77
+fi
+
+# The standard stream pair of the lab: phone <-> out:20000 | in:20002 <-> PBX.
+program_pair() {
+  sluicectl flows add --pair \
+    --a-local $RELAY_OUT:20000 --a-port outside --a-peer $PHONE:4000 \
+    --b-local $RELAY_IN:20002 --b-port inside --b-peer $PBX:5000 "$@" >/dev/null
+}

@@ -1,0 +1,1137 @@
+// sluicectl: the operator CLI for the Sluice dataplane.
+//
+// A thin client of the sluice.dataplane.v1.Dataplane gRPC service: human
+// tables by default, protobuf JSON with --json. Exit status: 0 success,
+// 1 gRPC error (printed as "sluicectl: CODE: message"), 2 bad command line.
+#include <google/protobuf/util/json_util.h>
+#include <grpcpp/grpcpp.h>
+#include <pthread.h>
+#include <signal.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "cli.h"
+#include "sluice/dataplane/v1/dataplane.grpc.pb.h"
+#include "sluice_version.h"
+
+namespace sluicectl {
+namespace {
+
+namespace pb = sluice::dataplane::v1;
+
+constexpr char kDefaultSocket[] = "unix:/run/sluice/dataplane.sock";
+constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
+constexpr uint64_t kU32Max = std::numeric_limits<uint32_t>::max();
+
+// ---------------------------------------------------------------------------
+// Help texts
+
+const char kMainHelp[] =
+    "Usage: sluicectl [GLOBAL OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
+    "\n"
+    "Operator CLI for the Sluice dataplane (gRPC service sluice.dataplane.v1.Dataplane).\n"
+    "\n"
+    "Commands:\n"
+    "  flows list     list flows\n"
+    "  flows get      show one flow in detail\n"
+    "  flows watch    stream flow events (latching, peer changes, timeouts, drops)\n"
+    "  flows add      create or replace flows: one flow, a relayed pair, or a JSON batch\n"
+    "  flows delete   remove flows by key\n"
+    "  stats          dataplane summary: ports, workers, drops, neighbors\n"
+    "  help [COMMAND] show help for a command\n"
+    "\n"
+    "Global options (before or after the command):\n"
+    "  --socket ADDR      the dataplane's gRPC address, unix:/path or host:port\n"
+    "                     (default: $SLUICE_DATAPLANE, else unix:/run/sluice/dataplane.sock)\n"
+    "  --timeout SECONDS  deadline for each request (default 5). After 'flows add',\n"
+    "                     --timeout is the flow's inactivity timeout: give the\n"
+    "                     deadline before the command there.\n"
+    "  --json             print protobuf JSON instead of tables (one document per call;\n"
+    "                     one object per line for 'flows watch')\n"
+    "  -h, --help         show help ('sluicectl COMMAND --help' for a command)\n"
+    "  --version          print the version\n"
+    "\n"
+    "Exit status: 0 success, 1 the dataplane returned an error or could not be\n"
+    "reached, 2 bad command line.\n";
+
+const char kFlowsHelp[] =
+    "Usage: sluicectl flows VERB [ARGS] [OPTIONS]\n"
+    "\n"
+    "Verbs:\n"
+    "  list     list flows\n"
+    "  get      show one flow in detail\n"
+    "  watch    stream flow events\n"
+    "  add      create or replace flows\n"
+    "  delete   remove flows by key\n"
+    "\n"
+    "'sluicectl flows VERB --help' describes a verb.\n";
+
+const char kListHelp[] =
+    "Usage: sluicectl flows list [--cookie N] [--page-size N] [--all]\n"
+    "\n"
+    "Lists flows with their counters. Columns: LOCAL (the flow key), KIND, STATE,\n"
+    "PEER (latched sender), DEST (where packets go now), EGRESS (port), PKTS, BYTES,\n"
+    "DROPS (all reasons), GAPS (RTP sequence gaps), IDLE (seconds since the last\n"
+    "accepted packet), WORKER.\n"
+    "\n"
+    "Options:\n"
+    "  --cookie N      only flows with this control-plane cookie (N > 0)\n"
+    "  --page-size N   flows per request (1..10000, default 1000); given alone it\n"
+    "                  lists only the first page\n"
+    "  --all           with --page-size: follow the pages to the end (the default\n"
+    "                  without --page-size)\n"
+    "  --json          print {\"flows\":[...],\"total\":N}; total counts every flow in\n"
+    "                  the dataplane, with or without --cookie\n";
+
+const char kGetHelp[] =
+    "Usage: sluicectl flows get ADDR:PORT\n"
+    "\n"
+    "Shows one flow, keyed by its relay-local address and port: state, senders,\n"
+    "counters, drops per reason and the programmed spec. --json prints the Flow\n"
+    "message.\n";
+
+const char kWatchHelp[] =
+    "Usage: sluicectl flows watch [--types TYPE[,TYPE...]] [--count N]\n"
+    "\n"
+    "Streams dataplane events, one line each: TIME (UTC), TYPE, KEY, PEER, COOKIE,\n"
+    "DROPS. Runs until interrupted (Ctrl-C), until --count events have arrived, or\n"
+    "until the dataplane ends the stream. A slow reader loses events; the next\n"
+    "event then says how many were lost.\n"
+    "\n"
+    "Options:\n"
+    "  --types LIST   only these event types (comma-separated, repeatable):\n"
+    "                 latched, peer_changed, timed_out, drops, resumed\n"
+    "  --count N      exit after N events\n"
+    "  --json         one Event JSON object per line\n";
+
+const char kAddHelp[] =
+    "Usage:\n"
+    "  sluicectl flows add --local ADDR:PORT --egress-port NAME --source ADDR:PORT\n"
+    "                      [--dest ADDR:PORT] [--expect ADDR:PORT] [FLOW OPTIONS]\n"
+    "  sluicectl flows add --pair --a-local ADDR:PORT --a-port NAME --a-peer ADDR:PORT\n"
+    "                      --b-local ADDR:PORT --b-port NAME --b-peer ADDR:PORT\n"
+    "                      [--with-rtcp] [FLOW OPTIONS]\n"
+    "  sluicectl flows add --file FILE [--generation N]\n"
+    "\n"
+    "Creates or replaces flows in one batch (UpsertFlows) and prints the counts\n"
+    "(created, updated, unchanged, stale) and the dataplane's generation.\n"
+    "\n"
+    "One flow:\n"
+    "  --local ADDR:PORT     the flow key: relay address and port it receives on\n"
+    "  --egress-port NAME    the dataplane port packets leave through\n"
+    "  --source ADDR:PORT    relay address:port packets leave from (egress source)\n"
+    "  --dest ADDR:PORT      destination (default: unknown until the reverse flow\n"
+    "                        latches a sender)\n"
+    "  --expect ADDR:PORT    the peer the signalling announced (expected peer)\n"
+    "\n"
+    "Both directions of a relayed stream (--pair). Side A's peer is reached through\n"
+    "port --a-port from relay address --a-local; side B likewise:\n"
+    "  flow 1: key a-local, egress b-port from b-local to b-peer, expects a-peer\n"
+    "  flow 2: key b-local, egress a-port from a-local to a-peer, expects b-peer\n"
+    "  --with-rtcp           also the two RTCP flows, every port + 1 (peer port 0\n"
+    "                        stays 0)\n"
+    "\n"
+    "A batch from a file:\n"
+    "  --file FILE           an UpsertFlowsRequest in protobuf JSON ('-': stdin);\n"
+    "                        its generation is kept unless --generation is given\n"
+    "                        (0 or absent: the default below)\n"
+    "\n"
+    "Flow options (applied to every flow of --pair):\n"
+    "  --latch POLICY        first (default), allow-n or strict\n"
+    "  --max-senders N       distinct senders for allow-n, 1..10 (default 4)\n"
+    "  --kind KIND           rtp (default), rtcp or mux (RTP and RTCP on one port)\n"
+    "  --dscp N              DSCP of relayed packets, 0..63 (default 46)\n"
+    "  --ttl-reset N         set TTL to N (1..255) instead of decrementing it\n"
+    "  --police-pps N        police to N packets/s (default: no policer)\n"
+    "  --police-burst N      policer burst in packets (default: pps/10, at least 8)\n"
+    "  --timeout SECONDS     inactivity timeout before a TIMED_OUT event (default 60)\n"
+    "  --cookie N            opaque control-plane handle (shown by list --cookie)\n"
+    "  --generation N        batch generation (default: unix time in milliseconds);\n"
+    "                        a flow stored with a newer generation is left alone\n"
+    "  --dry-run             print the request as JSON and send nothing\n"
+    "\n"
+    "The global request deadline must come before the command here:\n"
+    "  sluicectl --timeout 10 flows add ...\n";
+
+const char kDeleteHelp[] =
+    "Usage: sluicectl flows delete ADDR:PORT [ADDR:PORT...] [--generation N]\n"
+    "\n"
+    "Removes flows by key and prints the counts (deleted, not found, stale).\n"
+    "Unknown keys are counted, not an error.\n"
+    "\n"
+    "Options:\n"
+    "  --generation N   delete only flows stored with generation <= N, and raise\n"
+    "                   the dataplane's generation to N (default 0: delete\n"
+    "                   whatever the flow's generation)\n";
+
+const char kStatsHelp[] =
+    "Usage: sluicectl stats\n"
+    "\n"
+    "Prints the dataplane summary (version, uptime, generation, flows and capacity,\n"
+    "flow table memory) and tables of ports, workers, drops by reason and\n"
+    "neighbors. --json prints the Stats message.\n";
+
+// ---------------------------------------------------------------------------
+// Errors and the client
+
+// A gRPC call failed; main prints "sluicectl: CODE: message" and exits 1.
+class RpcError : public std::runtime_error {
+ public:
+  RpcError(grpc::StatusCode code, const std::string& msg) : std::runtime_error(msg), code_(code) {}
+  grpc::StatusCode code() const { return code_; }
+
+ private:
+  grpc::StatusCode code_;
+};
+
+const char* code_name(grpc::StatusCode c) {
+  switch (c) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "CANCELLED";
+    case grpc::StatusCode::UNKNOWN:
+      return "UNKNOWN";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "INVALID_ARGUMENT";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DEADLINE_EXCEEDED";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NOT_FOUND";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "ALREADY_EXISTS";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PERMISSION_DENIED";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "RESOURCE_EXHAUSTED";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FAILED_PRECONDITION";
+    case grpc::StatusCode::ABORTED:
+      return "ABORTED";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OUT_OF_RANGE";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "UNIMPLEMENTED";
+    case grpc::StatusCode::INTERNAL:
+      return "INTERNAL";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "UNAVAILABLE";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DATA_LOSS";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "UNAUTHENTICATED";
+    default:
+      return "UNKNOWN";
+  }
+}
+
+struct Options {
+  std::string socket;
+  double timeout = 5;
+  bool json = false;
+};
+
+class Client {
+ public:
+  explicit Client(const Options& o) : opts_(o) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);  // a ListFlows page of 10000 flows is large
+    channel_ = grpc::CreateCustomChannel(o.socket, grpc::InsecureChannelCredentials(), args);
+    stub_ = pb::Dataplane::NewStub(channel_);
+  }
+
+  std::chrono::system_clock::time_point deadline() const {
+    return std::chrono::system_clock::now() +
+           std::chrono::microseconds(int64_t(opts_.timeout * 1e6));
+  }
+  // A fresh context with the unary deadline.
+  std::unique_ptr<grpc::ClientContext> context() const {
+    auto ctx = std::make_unique<grpc::ClientContext>();
+    ctx->set_deadline(deadline());
+    return ctx;
+  }
+  pb::Dataplane::Stub& stub() { return *stub_; }
+  grpc::Channel& channel() { return *channel_; }
+
+  // Throws RpcError for a failed call; a deadline says what it waited for.
+  void check(const grpc::Status& s) const {
+    if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
+      throw RpcError(s.error_code(), absl::StrCat("no answer from ", opts_.socket, " within ",
+                                                  opts_.timeout, " s (--timeout)"));
+    if (!s.ok()) throw RpcError(s.error_code(), s.error_message());
+  }
+
+ private:
+  Options opts_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<pb::Dataplane::Stub> stub_;
+};
+
+// ---------------------------------------------------------------------------
+// Formatting
+
+std::string to_json(const google::protobuf::Message& m, bool pretty = false) {
+  google::protobuf::util::JsonPrintOptions opt;
+  opt.always_print_primitive_fields = true;  // a stable shape for scripts
+  opt.add_whitespace = pretty;
+  std::string out;
+  auto st = google::protobuf::util::MessageToJsonString(m, &out, opt);
+  if (!st.ok())
+    throw RpcError(grpc::StatusCode::INTERNAL,
+                   "cannot encode JSON: " + std::string(st.message().data(), st.message().size()));
+  while (!out.empty() && out.back() == '\n') out.pop_back();
+  return out;
+}
+
+std::string ep(const pb::Endpoint& e) {
+  if (e.address().empty() || (e.address() == "0.0.0.0" && e.port() == 0)) return "-";
+  if (e.address().find(':') != std::string::npos)
+    return absl::StrCat("[", e.address(), "]:", e.port());
+  return absl::StrCat(e.address(), ":", e.port());
+}
+
+std::string key_str(const pb::FlowKey& k) {
+  pb::Endpoint e;
+  e.set_address(k.local_address());
+  e.set_port(k.local_port());
+  return ep(e);
+}
+
+std::string kind_name(pb::FlowKind k) {
+  switch (k) {
+    case pb::FLOW_KIND_UNSPECIFIED:
+    case pb::FLOW_KIND_RTP:
+      return "rtp";
+    case pb::FLOW_KIND_RTCP:
+      return "rtcp";
+    case pb::FLOW_KIND_RTP_RTCP_MUX:
+      return "mux";
+    default:
+      return absl::StrCat("kind-", int(k));
+  }
+}
+
+std::string state_name(pb::FlowState s) {
+  switch (s) {
+    case pb::FLOW_STATE_WAITING:
+      return "waiting";
+    case pb::FLOW_STATE_ACTIVE:
+      return "active";
+    case pb::FLOW_STATE_TIMED_OUT:
+      return "timed-out";
+    case pb::FLOW_STATE_UNSPECIFIED:
+      return "-";
+    default:
+      return absl::StrCat("state-", int(s));
+  }
+}
+
+std::string latch_name(pb::LatchPolicy l) {
+  switch (l) {
+    case pb::LATCH_POLICY_UNSPECIFIED:
+    case pb::LATCH_POLICY_FIRST:
+      return "first";
+    case pb::LATCH_POLICY_ALLOW_N:
+      return "allow-n";
+    case pb::LATCH_POLICY_STRICT:
+      return "strict";
+    default:
+      return absl::StrCat("latch-", int(l));
+  }
+}
+
+struct EventTypeName {
+  pb::EventType type;
+  const char* name;
+};
+constexpr EventTypeName kEventTypes[] = {
+    {pb::EVENT_TYPE_LATCHED, "latched"},     {pb::EVENT_TYPE_PEER_CHANGED, "peer_changed"},
+    {pb::EVENT_TYPE_TIMED_OUT, "timed_out"}, {pb::EVENT_TYPE_DROPS, "drops"},
+    {pb::EVENT_TYPE_RESUMED, "resumed"},
+};
+
+std::string event_name(pb::EventType t) {
+  for (const auto& e : kEventTypes)
+    if (e.type == t) return e.name;
+  return absl::StrCat("type-", int(t));
+}
+
+uint64_t drop_sum(const google::protobuf::RepeatedPtrField<pb::DropCount>& d) {
+  uint64_t n = 0;
+  for (const auto& c : d) n += c.packets();
+  return n;
+}
+
+std::string drops_inline(const google::protobuf::RepeatedPtrField<pb::DropCount>& d) {
+  if (d.empty()) return "-";
+  std::vector<std::string> parts;
+  for (const auto& c : d) parts.push_back(absl::StrCat(c.reason(), "=", c.packets()));
+  return absl::StrJoin(parts, ",");
+}
+
+std::string seconds1(const google::protobuf::Duration& d) {
+  return format_seconds1(d.seconds(), d.nanos());
+}
+
+// "label:" padded so that values line up.
+void kv(const std::string& label, const std::string& value, int indent = 0) {
+  std::printf("%*s%-*s %s\n", indent, "", 22 - indent, (label + ":").c_str(), value.c_str());
+}
+
+uint64_t now_ms() {
+  return uint64_t(std::chrono::duration_cast<std::chrono::milliseconds>(
+                      std::chrono::system_clock::now().time_since_epoch())
+                      .count());
+}
+
+void no_positional(const Args& a) {
+  if (!a.positional().empty())
+    throw UsageError(absl::StrCat("unexpected argument '", a.positional()[0], "'"));
+}
+
+pb::FlowKey parse_key(const std::string& flag, const std::string& v) {
+  HostPort hp = parse_endpoint(flag, v, 1);
+  pb::FlowKey k;
+  k.set_local_address(hp.address);
+  k.set_local_port(hp.port);
+  return k;
+}
+
+pb::Endpoint parse_ep(const std::string& flag, const std::string& v, uint32_t min_port) {
+  HostPort hp = parse_endpoint(flag, v, min_port);
+  pb::Endpoint e;
+  e.set_address(hp.address);
+  e.set_port(hp.port);
+  return e;
+}
+
+// ---------------------------------------------------------------------------
+// flows list
+
+void print_flow_table(const std::vector<pb::Flow>& flows) {
+  Table t({"LOCAL", "KIND", "STATE", "PEER", "DEST", "EGRESS", "PKTS", "BYTES", "DROPS", "GAPS",
+           "IDLE", "WORKER"},
+          "llllllrrrrrr");
+  for (const auto& f : flows) {
+    t.add({key_str(f.spec().key()), kind_name(f.spec().kind()), state_name(f.state()),
+           ep(f.latched_peer()), ep(f.current_destination()), f.spec().egress_port(),
+           absl::StrCat(f.packets()), absl::StrCat(f.bytes()), absl::StrCat(drop_sum(f.drops())),
+           absl::StrCat(f.sequence_gaps()), f.has_idle() ? seconds1(f.idle()) : "-",
+           absl::StrCat(f.worker())});
+  }
+  t.print(stdout);
+}
+
+int flows_list(const Options& o, const Args& a) {
+  no_positional(a);
+  pb::ListFlowsRequest req;
+  if (a.has("cookie")) req.set_cookie(parse_uint("--cookie", a.value("cookie"), 1, kU64Max));
+  bool follow = true;
+  if (a.has("page-size")) {
+    req.set_page_size(uint32_t(parse_uint("--page-size", a.value("page-size"), 1, 10000)));
+    follow = a.has("all");
+  }
+  Client c(o);
+  std::vector<pb::Flow> flows;
+  uint64_t total = 0;
+  std::string left;  // a page token when pages were left unread
+  for (;;) {
+    pb::ListFlowsResponse resp;
+    auto ctx = c.context();
+    c.check(c.stub().ListFlows(ctx.get(), req, &resp));
+    for (auto& f : *resp.mutable_flows()) flows.push_back(std::move(f));
+    total = resp.total();
+    if (resp.next_page_token().empty()) break;
+    if (!follow) {
+      left = resp.next_page_token();
+      break;
+    }
+    if (resp.next_page_token() == req.page_token())
+      throw RpcError(grpc::StatusCode::INTERNAL, "ListFlows returned the same page token twice");
+    req.set_page_token(resp.next_page_token());
+  }
+  if (o.json) {
+    std::string out = "{\"flows\":[";
+    for (size_t i = 0; i < flows.size(); ++i) {
+      if (i) out += ",";
+      out += to_json(flows[i]);
+    }
+    absl::StrAppend(&out, "],\"total\":", total, "}");
+    std::printf("%s\n", out.c_str());
+  } else if (flows.empty()) {
+    std::fprintf(stderr, "no flows%s (%llu in the dataplane)\n",
+                 req.cookie() ? " with this cookie" : "", (unsigned long long)total);
+  } else {
+    print_flow_table(flows);
+  }
+  if (!left.empty())
+    std::fprintf(stderr, "sluicectl: listed the first %zu flows; more follow (add --all)\n",
+                 flows.size());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// flows get
+
+int flows_get(const Options& o, const Args& a) {
+  if (a.positional().size() != 1)
+    throw UsageError(a.positional().empty() ? "flows get needs one ADDR:PORT"
+                                            : "flows get takes exactly one ADDR:PORT");
+  pb::GetFlowRequest req;
+  *req.mutable_key() = parse_key("flow key", a.positional()[0]);
+  Client c(o);
+  pb::Flow f;
+  auto ctx = c.context();
+  c.check(c.stub().GetFlow(ctx.get(), req, &f));
+  if (o.json) {
+    std::printf("%s\n", to_json(f).c_str());
+    return 0;
+  }
+  const pb::FlowSpec& s = f.spec();
+  kv("key", key_str(s.key()));
+  kv("kind", kind_name(s.kind()));
+  kv("state", state_name(f.state()));
+  kv("latched peer", ep(f.latched_peer()));
+  std::vector<std::string> senders;
+  for (const auto& e : f.senders()) senders.push_back(ep(e));
+  kv("senders", senders.empty() ? "-" : absl::StrJoin(senders, ", "));
+  kv("current destination", ep(f.current_destination()));
+  kv("packets", absl::StrCat(f.packets()));
+  kv("bytes", absl::StrCat(f.bytes()));
+  kv("sequence gaps", absl::StrCat(f.sequence_gaps()));
+  kv("last ssrc", f.packets() ? absl::StrFormat("0x%08x", f.last_ssrc()) : "-");
+  kv("last payload type", f.packets() ? absl::StrCat(f.last_payload_type()) : "-");
+  kv("idle", f.has_idle() ? seconds1(f.idle()) + " s" : "-");
+  kv("worker", absl::StrCat(f.worker()));
+  kv("generation", absl::StrCat(f.generation()));
+  kv("cookie", absl::StrCat(s.cookie()));
+  std::printf("spec:\n");
+  kv("egress port", s.egress_port(), 2);
+  kv("egress source", ep(s.egress_source()), 2);
+  kv("destination", ep(s.destination()), 2);
+  kv("expected peer", ep(s.expected_peer()), 2);
+  kv("latch",
+     s.latch() == pb::LATCH_POLICY_ALLOW_N
+         ? absl::StrCat("allow-n (max ", s.max_senders(), " senders)")
+         : latch_name(s.latch()),
+     2);
+  kv("dscp", s.has_dscp() ? absl::StrCat(s.dscp()) : "46 (default)", 2);
+  kv("ttl",
+     s.ttl_policy() == pb::TTL_POLICY_RESET ? absl::StrCat("reset to ", s.ttl_value())
+                                            : "decrement",
+     2);
+  kv("policer",
+     s.policer().rate_pps()
+         ? absl::StrCat(s.policer().rate_pps(), " pps, burst ", s.policer().burst())
+         : "none",
+     2);
+  const auto& to = s.inactivity_timeout();
+  kv("inactivity timeout", to.seconds() || to.nanos() ? seconds1(to) + " s" : "60.0 s (default)",
+     2);
+  if (f.drops().empty()) {
+    kv("drops", "none");
+  } else {
+    std::printf("drops:\n");
+    for (const auto& d : f.drops()) kv(d.reason(), absl::StrCat(d.packets()), 2);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// flows watch
+
+// SIGINT and SIGTERM end a watch. They are blocked before gRPC starts its
+// threads (which inherit the mask), and a SignalWaiter thread takes them with
+// sigwait() and cancels the call.
+sigset_t block_stop_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);  // our own wake-up at the end
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  return set;
+}
+
+class SignalWaiter {
+ public:
+  SignalWaiter(const sigset_t& set, grpc::ClientContext* ctx) : set_(set) {
+    thread_ = std::thread([this, ctx] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      if (sig != SIGUSR1) {
+        stopped_ = true;
+        ctx->TryCancel();
+      }
+    });
+  }
+  ~SignalWaiter() {
+    pthread_kill(thread_.native_handle(), SIGUSR1);
+    thread_.join();
+  }
+  bool stopped() const { return stopped_; }
+
+ private:
+  sigset_t set_;
+  std::atomic<bool> stopped_{false};
+  std::thread thread_;
+};
+
+void print_event(const Options& o, const pb::Event& ev) {
+  if (o.json) {
+    std::printf("%s\n", to_json(ev).c_str());
+    return;
+  }
+  std::string when;
+  if (ev.has_time()) {
+    when = format_utc_ms(ev.time().seconds(), ev.time().nanos());
+  } else {
+    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
+    when = format_utc_ms(ns / 1000000000, int32_t(ns % 1000000000));
+  }
+  std::string key = ev.has_key() && !ev.key().local_address().empty() ? key_str(ev.key()) : "-";
+  std::string line =
+      absl::StrFormat("%-24s  %-12s  %-21s  %-21s  %-10d  %s", when, event_name(ev.type()), key,
+                      ep(ev.peer()), ev.cookie(), drops_inline(ev.drops()));
+  if (ev.lost_before())
+    absl::StrAppend(&line, "  (", ev.lost_before(), " events lost before this one)");
+  std::printf("%s\n", line.c_str());
+}
+
+int flows_watch(const Options& o, const Args& a) {
+  no_positional(a);
+  pb::WatchEventsRequest req;
+  std::set<int> seen;
+  for (const std::string& v : a.values("types")) {
+    for (absl::string_view t : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+      std::string name(t);
+      std::replace(name.begin(), name.end(), '-', '_');
+      auto it = std::find_if(std::begin(kEventTypes), std::end(kEventTypes),
+                             [&](const EventTypeName& e) { return name == e.name; });
+      if (it == std::end(kEventTypes))
+        throw UsageError(absl::StrCat("--types: unknown event type '", t,
+                                      "' (latched, peer_changed, timed_out, drops, resumed)"));
+      if (seen.insert(it->type).second) req.add_types(it->type);
+    }
+  }
+  if (a.has("types") && req.types().empty()) throw UsageError("--types: no event type given");
+  uint64_t count = a.has("count") ? parse_uint("--count", a.value("count"), 1, kU64Max) : 0;
+
+  sigset_t stop_set = block_stop_signals();  // before gRPC starts any thread
+  Client c(o);
+  grpc::ClientContext ctx;
+  SignalWaiter signals(stop_set, &ctx);  // declared after ctx: joined before ctx goes
+
+  // A stream has no deadline; bound the connection attempt instead. A
+  // refused connection (TRANSIENT_FAILURE) lets the call fail right away
+  // with gRPC's own UNAVAILABLE message.
+  auto deadline = c.deadline();
+  auto state = c.channel().GetState(true);
+  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
+         state != GRPC_CHANNEL_SHUTDOWN) {
+    if (signals.stopped()) return 0;
+    auto now = std::chrono::system_clock::now();
+    if (now >= deadline)
+      throw RpcError(grpc::StatusCode::UNAVAILABLE,
+                     absl::StrCat("no connection to ", o.socket, " within ", o.timeout, " s"));
+    c.channel().WaitForStateChange(state, std::min(deadline, now + std::chrono::milliseconds(100)));
+    state = c.channel().GetState(true);
+  }
+
+  auto reader = c.stub().WatchEvents(&ctx, req);
+  pb::Event ev;
+  uint64_t n = 0;
+  bool done = false;  // we ended the stream ourselves
+  while (reader->Read(&ev)) {
+    if (!o.json && n == 0)
+      std::printf("%-24s  %-12s  %-21s  %-21s  %-10s  %s\n", "TIME", "TYPE", "KEY", "PEER",
+                  "COOKIE", "DROPS");
+    print_event(o, ev);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) done = true;  // reader went away
+    if (++n == count) done = true;
+    if (done) {
+      ctx.TryCancel();
+      while (reader->Read(&ev)) {
+      }
+      break;
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (done || signals.stopped()) return 0;
+  c.check(st);
+  if (!o.json) std::fprintf(stderr, "sluicectl: the dataplane ended the event stream\n");
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// flows add
+
+// The flow options shared by all three forms, applied to a template spec.
+pb::FlowSpec spec_template(const Args& a) {
+  pb::FlowSpec s;
+  if (a.has("latch")) {
+    std::string v = a.value("latch");
+    if (v == "first") {
+      s.set_latch(pb::LATCH_POLICY_FIRST);
+    } else if (v == "allow-n" || v == "allow_n") {
+      s.set_latch(pb::LATCH_POLICY_ALLOW_N);
+    } else if (v == "strict") {
+      s.set_latch(pb::LATCH_POLICY_STRICT);
+    } else {
+      throw UsageError(absl::StrCat("--latch: '", v, "' is not first, allow-n or strict"));
+    }
+  }
+  if (a.has("max-senders")) {
+    if (s.latch() != pb::LATCH_POLICY_ALLOW_N)
+      throw UsageError("--max-senders needs --latch allow-n");
+    s.set_max_senders(uint32_t(parse_uint("--max-senders", a.value("max-senders"), 1, 10)));
+  }
+  if (a.has("kind")) {
+    std::string v = a.value("kind");
+    if (v == "rtp") {
+      s.set_kind(pb::FLOW_KIND_RTP);
+    } else if (v == "rtcp") {
+      s.set_kind(pb::FLOW_KIND_RTCP);
+    } else if (v == "mux") {
+      s.set_kind(pb::FLOW_KIND_RTP_RTCP_MUX);
+    } else {
+      throw UsageError(absl::StrCat("--kind: '", v, "' is not rtp, rtcp or mux"));
+    }
+  }
+  if (a.has("dscp")) s.set_dscp(uint32_t(parse_uint("--dscp", a.value("dscp"), 0, 63)));
+  if (a.has("ttl-reset")) {
+    s.set_ttl_policy(pb::TTL_POLICY_RESET);
+    s.set_ttl_value(uint32_t(parse_uint("--ttl-reset", a.value("ttl-reset"), 1, 255)));
+  }
+  if (a.has("police-pps"))
+    s.mutable_policer()->set_rate_pps(
+        uint32_t(parse_uint("--police-pps", a.value("police-pps"), 1, 10000000)));
+  if (a.has("police-burst")) {
+    if (!a.has("police-pps")) throw UsageError("--police-burst needs --police-pps");
+    s.mutable_policer()->set_burst(
+        uint32_t(parse_uint("--police-burst", a.value("police-burst"), 1, kU32Max)));
+  }
+  if (a.has("timeout")) {
+    double sec = parse_seconds("--timeout", a.value("timeout"), 0.001, 86400);
+    int64_t ms = std::llround(sec * 1000);
+    s.mutable_inactivity_timeout()->set_seconds(ms / 1000);
+    s.mutable_inactivity_timeout()->set_nanos(int32_t(ms % 1000) * 1000000);
+  }
+  if (a.has("cookie")) s.set_cookie(parse_uint("--cookie", a.value("cookie"), 0, kU64Max));
+  return s;
+}
+
+std::string read_input(const std::string& path) {
+  std::ostringstream ss;
+  if (path == "-") {
+    ss << std::cin.rdbuf();
+  } else {
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+      throw UsageError(absl::StrCat("--file: cannot open ", path, ": ", std::strerror(errno)));
+    ss << in.rdbuf();
+  }
+  return ss.str();
+}
+
+// Bumps an endpoint's port by one for the RTCP companion flow (0 stays 0).
+void next_port(const std::string& what, pb::Endpoint* e) {
+  if (e->port() == 0) return;
+  if (e->port() >= 65535)
+    throw UsageError(absl::StrCat("--with-rtcp: ", what, " port ", e->port(), " has no port + 1"));
+  e->set_port(e->port() + 1);
+}
+
+int flows_add(const Options& o, const Args& a) {
+  no_positional(a);
+  static const std::set<std::string> single_flags = {"local", "egress-port", "source", "dest",
+                                                     "expect"};
+  static const std::set<std::string> pair_flags = {"a-local", "a-port", "a-peer",   "b-local",
+                                                   "b-port",  "b-peer", "with-rtcp"};
+  static const std::set<std::string> flow_flags = {"latch",        "max-senders", "kind",
+                                                   "dscp",         "ttl-reset",   "police-pps",
+                                                   "police-burst", "timeout",     "cookie"};
+  const bool pair = a.has("pair");
+  const bool file = a.has("file");
+  if (pair && file) throw UsageError("--pair and --file cannot be combined");
+  for (const std::string& f : a.given()) {
+    if (single_flags.count(f) && (pair || file))
+      throw UsageError(
+          absl::StrCat("--", f, " cannot be combined with ", pair ? "--pair" : "--file"));
+    if (pair_flags.count(f) && !pair) throw UsageError(absl::StrCat("--", f, " needs --pair"));
+    if (flow_flags.count(f) && file)
+      throw UsageError(
+          absl::StrCat("--", f, " cannot be combined with --file (set it in the file)"));
+  }
+  auto need = [&](const std::string& f) {
+    if (!a.has(f))
+      throw UsageError(absl::StrCat("flows add", pair ? " --pair" : "", " needs --", f));
+    return a.value(f);
+  };
+
+  pb::UpsertFlowsRequest req;
+  if (file) {
+    std::string path = a.value("file");
+    std::string text = read_input(path);
+    google::protobuf::util::JsonParseOptions po;
+    auto st = google::protobuf::util::JsonStringToMessage(text, &req, po);
+    if (!st.ok())
+      throw UsageError(absl::StrCat("--file: ", path, " is not an UpsertFlowsRequest in JSON: ",
+                                    std::string(st.message().data(), st.message().size())));
+    if (req.flows().empty()) throw UsageError(absl::StrCat("--file: ", path, " holds no flows"));
+  } else if (pair) {
+    pb::FlowSpec base = spec_template(a);
+    pb::FlowKey a_local = parse_key("--a-local", need("a-local"));
+    pb::FlowKey b_local = parse_key("--b-local", need("b-local"));
+    std::string a_port = need("a-port");
+    std::string b_port = need("b-port");
+    pb::Endpoint a_peer = parse_ep("--a-peer", need("a-peer"), 0);
+    pb::Endpoint b_peer = parse_ep("--b-peer", need("b-peer"), 0);
+    if (a_local.local_address() == b_local.local_address() &&
+        a_local.local_port() == b_local.local_port())
+      throw UsageError("--a-local and --b-local must differ");
+    auto as_ep = [](const pb::FlowKey& k) {
+      pb::Endpoint e;
+      e.set_address(k.local_address());
+      e.set_port(k.local_port());
+      return e;
+    };
+    pb::FlowSpec* f1 = req.add_flows();
+    *f1 = base;
+    *f1->mutable_key() = a_local;
+    f1->set_egress_port(b_port);
+    *f1->mutable_egress_source() = as_ep(b_local);
+    *f1->mutable_destination() = b_peer;
+    *f1->mutable_expected_peer() = a_peer;
+    pb::FlowSpec* f2 = req.add_flows();
+    *f2 = base;
+    *f2->mutable_key() = b_local;
+    f2->set_egress_port(a_port);
+    *f2->mutable_egress_source() = as_ep(a_local);
+    *f2->mutable_destination() = a_peer;
+    *f2->mutable_expected_peer() = b_peer;
+    if (a.has("with-rtcp")) {
+      if (base.kind() == pb::FLOW_KIND_RTCP || base.kind() == pb::FLOW_KIND_RTP_RTCP_MUX)
+        throw UsageError("--with-rtcp needs --kind rtp (the RTCP flows are added on port + 1)");
+      for (int i = 0; i < 2; ++i) {
+        pb::FlowSpec r = req.flows(i);
+        r.set_kind(pb::FLOW_KIND_RTCP);
+        if (r.key().local_port() >= 65535)
+          throw UsageError(
+              absl::StrCat("--with-rtcp: key port ", r.key().local_port(), " has no port + 1"));
+        r.mutable_key()->set_local_port(r.key().local_port() + 1);
+        next_port("egress source", r.mutable_egress_source());
+        next_port("destination", r.mutable_destination());
+        next_port("expected peer", r.mutable_expected_peer());
+        *req.add_flows() = std::move(r);
+      }
+    }
+  } else {
+    pb::FlowSpec* f = req.add_flows();
+    *f = spec_template(a);
+    *f->mutable_key() = parse_key("--local", need("local"));
+    f->set_egress_port(need("egress-port"));
+    *f->mutable_egress_source() = parse_ep("--source", need("source"), 1);
+    if (a.has("dest")) *f->mutable_destination() = parse_ep("--dest", a.value("dest"), 0);
+    if (a.has("expect")) *f->mutable_expected_peer() = parse_ep("--expect", a.value("expect"), 0);
+  }
+  if (a.has("generation"))
+    req.set_generation(parse_uint("--generation", a.value("generation"), 0, kU64Max));
+  else if (req.generation() == 0)
+    req.set_generation(now_ms());
+
+  if (a.has("dry-run")) {
+    std::printf("%s\n", to_json(req, !o.json).c_str());
+    return 0;
+  }
+  Client c(o);
+  pb::UpsertFlowsResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().UpsertFlows(ctx.get(), req, &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+  } else {
+    std::printf("created %u, updated %u, unchanged %u, stale %u; dataplane generation %llu\n",
+                resp.created(), resp.updated(), resp.unchanged(), resp.stale(),
+                (unsigned long long)resp.generation());
+  }
+  if (resp.stale())
+    std::fprintf(stderr,
+                 "sluicectl: warning: %u flow(s) left alone: the dataplane holds them with a "
+                 "generation newer than %llu\n",
+                 resp.stale(), (unsigned long long)req.generation());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// flows delete
+
+int flows_delete(const Options& o, const Args& a) {
+  if (a.positional().empty()) throw UsageError("flows delete needs at least one ADDR:PORT");
+  pb::DeleteFlowsRequest req;
+  for (const std::string& k : a.positional()) *req.add_keys() = parse_key("flow key", k);
+  if (a.has("generation"))
+    req.set_generation(parse_uint("--generation", a.value("generation"), 0, kU64Max));
+  Client c(o);
+  pb::DeleteFlowsResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().DeleteFlows(ctx.get(), req, &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+  } else {
+    std::printf("deleted %u, not found %u, stale %u; dataplane generation %llu\n", resp.deleted(),
+                resp.not_found(), resp.stale(), (unsigned long long)resp.generation());
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// stats
+
+int stats(const Options& o, const Args& a) {
+  no_positional(a);
+  Client c(o);
+  pb::Stats s;
+  auto ctx = c.context();
+  c.check(c.stub().GetStats(ctx.get(), pb::GetStatsRequest(), &s));
+  if (o.json) {
+    std::printf("%s\n", to_json(s).c_str());
+    return 0;
+  }
+  kv("version", s.version().empty() ? "-" : s.version());
+  kv("uptime", format_uptime(s.uptime().seconds()));
+  kv("generation", absl::StrCat(s.generation()));
+  kv("flows", s.flow_capacity()
+                  ? absl::StrFormat("%d / %d (%.1f%%)", s.flows(), s.flow_capacity(),
+                                    100.0 * double(s.flows()) / double(s.flow_capacity()))
+                  : absl::StrCat(s.flows()));
+  kv("table bytes",
+     absl::StrCat(format_bytes(s.flow_table_bytes()), " (", s.flow_table_bytes(), ")"));
+
+  std::printf("\nPorts:\n");
+  Table ports({"NAME", "ROLE", "MAC", "ADDRESS", "RX", "TX", "MISSED", "PUNTED", "INJECTED"},
+              "llllrrrrr");
+  for (const auto& p : s.ports())
+    ports.add({p.name(), p.role(), p.mac(), p.address(), absl::StrCat(p.rx_packets()),
+               absl::StrCat(p.tx_packets()), absl::StrCat(p.rx_missed()), absl::StrCat(p.punted()),
+               absl::StrCat(p.injected())});
+  ports.print(stdout);
+
+  std::printf("\nWorkers:\n");
+  Table workers({"ID", "LCORE", "RX", "TX", "RELAYED", "HANDOFF", "SLEEPS", "DROPS"}, "rrrrrrrr");
+  for (const auto& w : s.workers())
+    workers.add({absl::StrCat(w.worker()), absl::StrCat(w.lcore()), absl::StrCat(w.rx_packets()),
+                 absl::StrCat(w.tx_packets()), absl::StrCat(w.relayed()),
+                 absl::StrCat(w.handed_off()), absl::StrCat(w.idle_sleeps()),
+                 absl::StrCat(drop_sum(w.drops()))});
+  workers.print(stdout);
+
+  if (s.drops().empty()) {
+    std::printf("\nDrops: none\n");
+  } else {
+    std::printf("\nDrops:\n");
+    Table drops({"REASON", "PACKETS"}, "lr");
+    for (const auto& d : s.drops()) drops.add({d.reason(), absl::StrCat(d.packets())});
+    drops.print(stdout);
+  }
+
+  if (s.neighbors().empty()) {
+    std::printf("\nNeighbors: none\n");
+  } else {
+    std::printf("\nNeighbors:\n");
+    Table nb({"ADDRESS", "MAC", "PORT", "STATE", "AGE"}, "llllr");
+    for (const auto& n : s.neighbors())
+      nb.add({n.address(), n.mac(), n.port(), n.state(), seconds1(n.age())});
+    nb.print(stdout);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+
+struct Command {
+  const char* noun;
+  const char* verb;  // "" for a command without one
+  const char* help;
+  std::vector<FlagSpec> flags;
+  int (*run)(const Options&, const Args&);
+};
+
+const std::vector<Command>& commands() {
+  static const std::vector<Command> cmds = {
+      {"flows",
+       "list",
+       kListHelp,
+       {{"cookie", true}, {"page-size", true}, {"all", false}},
+       flows_list},
+      {"flows", "get", kGetHelp, {}, flows_get},
+      {"flows", "watch", kWatchHelp, {{"types", true, true}, {"count", true}}, flows_watch},
+      {"flows",
+       "add",
+       kAddHelp,
+       {{"local", true},        {"egress-port", true}, {"source", true},    {"dest", true},
+        {"expect", true},       {"pair", false},       {"a-local", true},   {"a-port", true},
+        {"a-peer", true},       {"b-local", true},     {"b-port", true},    {"b-peer", true},
+        {"with-rtcp", false},   {"file", true},        {"latch", true},     {"max-senders", true},
+        {"kind", true},         {"dscp", true},        {"ttl-reset", true}, {"police-pps", true},
+        {"police-burst", true}, {"timeout", true},     {"cookie", true},    {"generation", true},
+        {"dry-run", false}},
+       flows_add},
+      {"flows", "delete", kDeleteHelp, {{"generation", true}}, flows_delete},
+      {"stats", "", kStatsHelp, {}, stats},
+  };
+  return cmds;
+}
+
+const std::vector<FlagSpec> kGlobalFlags = {
+    {"socket", true}, {"timeout", true}, {"json", false}, {"help", false}, {"version", false}};
+
+// Finds the command named by words[0..]; sets *used to the words it took.
+// Returns nullptr (and the help text to show in *help) for a bare noun.
+const Command* find_command(const std::vector<std::string>& words, size_t* used,
+                            const char** help) {
+  *help = kMainHelp;
+  if (words.empty()) return nullptr;
+  if (words[0] == "flows") {
+    *help = kFlowsHelp;
+    *used = 1;
+    if (words.size() < 2 || words[1].rfind("-", 0) == 0) return nullptr;
+    for (const auto& c : commands())
+      if (words[0] == c.noun && words[1] == c.verb) {
+        *used = 2;
+        return &c;
+      }
+    throw UsageError(
+        absl::StrCat("unknown command 'flows ", words[1], "' (list, get, watch, add, delete)"));
+  }
+  for (const auto& c : commands())
+    if (words[0] == c.noun && !*c.verb) {
+      *used = 1;
+      return &c;
+    }
+  throw UsageError(absl::StrCat("unknown command '", words[0], "'"));
+}
+
+std::string command_name(const Command& c) {
+  return *c.verb ? absl::StrCat(c.noun, " ", c.verb) : c.noun;
+}
+
+int run(const std::vector<std::string>& argv, std::string* hint) {
+  *hint = "sluicectl --help";
+  // Global options before the command.
+  Args pre = parse_args(argv, 1, kGlobalFlags, /*stop_at_positional=*/true);
+  if (pre.has("version")) {
+    std::printf("sluicectl %s\n", SLUICE_VERSION);
+    return 0;
+  }
+  std::vector<std::string> words = pre.positional();
+  if (!words.empty() && words[0] == "help") {
+    std::vector<std::string> topic(words.begin() + 1, words.end());
+    size_t used = 0;
+    const char* help = kMainHelp;
+    const Command* c = find_command(topic, &used, &help);
+    if (used < topic.size())
+      throw UsageError(absl::StrCat("unknown command '", absl::StrJoin(topic, " "), "'"));
+    std::fputs(c ? c->help : help, stdout);
+    return 0;
+  }
+  size_t used = 0;
+  const char* help = kMainHelp;
+  const Command* cmd = find_command(words, &used, &help);
+  if (!cmd) {
+    // No command, or a noun without its verb.
+    bool asked = pre.has("help") ||
+                 std::find(words.begin(), words.end(), "--help") != words.end() ||
+                 std::find(words.begin(), words.end(), "-h") != words.end();
+    if (asked) {
+      std::fputs(help, stdout);
+      return 0;
+    }
+    if (words.empty()) {
+      std::fputs(help, stderr);
+      return 2;
+    }
+    *hint = absl::StrCat("sluicectl ", words[0], " --help");
+    throw UsageError(absl::StrCat("'", words[0], "' needs a verb: list, get, watch, add, delete"));
+  }
+  *hint = absl::StrCat("sluicectl ", command_name(*cmd), " --help");
+
+  // The command's options, and the global ones it does not redefine.
+  std::vector<FlagSpec> specs = cmd->flags;
+  for (const FlagSpec& g : kGlobalFlags) {
+    bool redefined = std::any_of(specs.begin(), specs.end(),
+                                 [&](const FlagSpec& s) { return s.name == g.name; });
+    if (!redefined && g.name != "version") specs.push_back(g);
+  }
+  Args args = parse_args(words, used, specs);
+  if (pre.has("help") || args.has("help")) {
+    std::fputs(cmd->help, stdout);
+    return 0;
+  }
+  bool cmd_timeout = std::any_of(cmd->flags.begin(), cmd->flags.end(),
+                                 [](const FlagSpec& s) { return s.name == "timeout"; });
+
+  Options o;
+  o.json = pre.has("json") || args.has("json");
+  const char* env = std::getenv("SLUICE_DATAPLANE");
+  if (args.has("socket")) {
+    o.socket = check_target("--socket", args.value("socket"));
+  } else if (pre.has("socket")) {
+    o.socket = check_target("--socket", pre.value("socket"));
+  } else if (env && *env) {
+    o.socket = check_target("SLUICE_DATAPLANE", env);
+  } else {
+    o.socket = kDefaultSocket;
+  }
+  if (!cmd_timeout && args.has("timeout"))
+    o.timeout = parse_seconds("--timeout", args.value("timeout"), 0.001, 86400);
+  else if (pre.has("timeout"))
+    o.timeout = parse_seconds("--timeout", pre.value("timeout"), 0.001, 86400);
+  return cmd->run(o, args);
+}
+
+}  // namespace
+}  // namespace sluicectl
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv, argv + argc);
+  std::string hint;
+  int rc;
+  try {
+    rc = sluicectl::run(args, &hint);
+  } catch (const sluicectl::UsageError& e) {
+    std::fprintf(stderr, "sluicectl: %s\nTry '%s'.\n", e.what(), hint.c_str());
+    return 2;
+  } catch (const sluicectl::RpcError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "sluicectl: %s: %s\n", sluicectl::code_name(e.code()), e.what());
+    return 1;
+  }
+  if (std::fflush(stdout) != 0 && errno != EPIPE) {
+    std::fprintf(stderr, "sluicectl: cannot write output: %s\n", std::strerror(errno));
+    return 1;
+  }
+  return rc;
+}
