@@ -102,11 +102,14 @@ TEST_CASE("concurrent updates and deletes against busy readers (QSBR)", "[flowta
     t.add_address(kA);
     std::atomic<bool> stop{false};
     std::atomic<uint64_t> torn{0}, reads{0};
+    std::atomic<unsigned> started{0};
+    std::atomic<uint64_t> passes{0};
     std::vector<std::thread> readers;
     for (unsigned id = 0; id < kReaders; ++id) {
       rte_rcu_qsbr_thread_register(q, id);
       readers.emplace_back([&, id] {
         rte_rcu_qsbr_thread_online(q, id);
+        started.fetch_add(1);
         uint64_t n = 0;
         while (!stop.load(std::memory_order_relaxed)) {
           for (uint16_t p = 20000; p < 20064; ++p) {
@@ -120,13 +123,17 @@ TEST_CASE("concurrent updates and deletes against busy readers (QSBR)", "[flowta
             }
           }
           rte_rcu_qsbr_quiescent(q, id);
+          passes.fetch_add(1, std::memory_order_relaxed);
         }
         rte_rcu_qsbr_thread_offline(q, id);
         reads.fetch_add(n);
       });
     }
     uint32_t v = 1;
-    for (int round = 0; round < 1000; ++round) {
+    // The writer churns only while every reader is inside the table, and
+    // keeps going until the readers have made real progress.
+    while (started.load() < kReaders) std::this_thread::yield();
+    for (int round = 0; round < 1000 || (passes.load() < 2000 && round < 100000); ++round) {
       for (uint16_t p = 20000; p < 20064; ++p) {
         uint16_t port = uint16_t(20000 + (p * 7 + round) % 64);
         if ((round + p) % 5 == 0) {
