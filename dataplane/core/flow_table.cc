@@ -40,8 +40,7 @@ FlowTable::FlowTable(uint32_t capacity, rte_rcu_qsbr* qsbr)
   slots_ = static_cast<FlowSlot*>(std::aligned_alloc(64, (sizeof(FlowSlot) * capacity + 63) / 64 * 64));
   if (!slots_) throw std::bad_alloc();
   for (uint32_t i = 0; i < capacity; ++i) new (&slots_[i]) FlowSlot();
-  free_.reserve(capacity);
-  for (uint32_t i = capacity; i > 0; --i) free_.push_back(i - 1);
+  for (uint32_t i = capacity; i > 0; --i) push_free(i - 1);
 }
 
 FlowTable::~FlowTable() {
@@ -61,8 +60,7 @@ int FlowTable::add_address(uint32_t ip) {
 
 uint64_t FlowTable::memory_bytes() const {
   return uint64_t(sizeof(FlowSlot)) * capacity_ +
-         uint64_t(naddr_) * 65536 * sizeof(std::atomic<uint32_t>) +
-         uint64_t(capacity_) * sizeof(uint32_t);  // free list
+         uint64_t(naddr_) * 65536 * sizeof(std::atomic<uint32_t>);
 }
 
 void FlowTable::wait_grace(FlowSlot& s) {
@@ -97,11 +95,11 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
     s.meta.timeout_ms = timeout_ms;
     return Result::kUpdated;
   }
-  if (free_.empty()) reclaim(true);
-  if (free_.empty()) return Result::kFull;
-  uint32_t idx = free_.back();
-  free_.pop_back();
+  if (free_head_ == kNone) reclaim(true);
+  if (free_head_ == kNone) return Result::kFull;
+  uint32_t idx = free_head_;
   FlowSlot& s = slots_[idx];
+  free_head_ = uint32_t(s.meta.generation);
   s.cfg[0] = cfg;
   s.st.reset();
   s.meta.reset();
@@ -129,7 +127,7 @@ bool FlowTable::remove(uint32_t ip, uint16_t port) {
   slots_[e - 1].meta.in_use = 0;
   --size_;
   if (!qsbr_) {
-    free_.push_back(e - 1);
+    push_free(e - 1);
     return true;
   }
   pending_.push_back({rte_rcu_qsbr_start(qsbr_), e - 1});
@@ -141,7 +139,7 @@ void FlowTable::reclaim(bool wait) {
     Pending& p = pending_.front();
     if (!rte_rcu_qsbr_check(qsbr_, p.token, wait)) return;
     slots_[p.idx].meta.grace_token = 0;
-    free_.push_back(p.idx);
+    push_free(p.idx);
     pending_.pop_front();
   }
 }
