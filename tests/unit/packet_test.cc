@@ -85,7 +85,7 @@ struct Rig {
   };
   Result run(const std::vector<uint8_t>& frame, uint8_t in_port = 0, uint8_t worker = 0) {
     std::vector<uint8_t> buf(128 + frame.size());
-    std::memcpy(buf.data() + 128, frame.data(), frame.size());
+    if (!frame.empty()) std::memcpy(buf.data() + 128, frame.data(), frame.size());
     Result r;
     r.o = process_frame(dp, buf.data(), 128, uint32_t(frame.size()), in_port, worker, now);
     if (r.o.action == Action::kForward)
