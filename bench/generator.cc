@@ -15,21 +15,16 @@
 #include <cstring>
 #include <thread>
 
+#include "dataplane/core/net.h"
+
 namespace sluice::bench {
 
 namespace {
 
-inline void put16(uint8_t* p, uint16_t v) {
-  p[0] = uint8_t(v >> 8);
-  p[1] = uint8_t(v);
-}
-inline void put32(uint8_t* p, uint32_t v) {
-  p[0] = uint8_t(v >> 24);
-  p[1] = uint8_t(v >> 16);
-  p[2] = uint8_t(v >> 8);
-  p[3] = uint8_t(v);
-}
-inline uint16_t get16(const uint8_t* p) { return uint16_t(p[0] << 8 | p[1]); }
+// Byte-order helpers are the packet core's (header-only).
+constexpr auto put16 = net::store16;
+constexpr auto put32 = net::store32;
+constexpr auto get16 = net::load16;
 
 // One's-complement sum of big-endian 16-bit words, not folded.
 uint64_t sum16(const uint8_t* p, size_t n, uint64_t s = 0) {

@@ -617,7 +617,6 @@ void Runtime::scan_flows(uint64_t now) {
     for (auto& d : s.st.drops) dsum = uint16_t(dsum + d.load(std::memory_order_relaxed));
     if (dsum != s.meta.drops_reported) {
       pb::Event ev = make(pb::EVENT_TYPE_DROPS);
-      int k = 0;
       for (int d = 0; d < kDropCount; ++d) {
         int fi = flow_drop_index(Drop(d));
         if (fi < 0) continue;
@@ -627,7 +626,6 @@ void Runtime::scan_flows(uint64_t now) {
           dc->set_reason(kDropNames[d]);
           dc->set_packets(v);
         }
-        ++k;
       }
       s.meta.drops_reported = dsum;
       emit(std::move(ev));
