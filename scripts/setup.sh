@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PKGS=(meson ninja-build pkg-config g++ ccache python3 iproute2 ethtool
-      dpdk dpdk-dev libdpdk-dev libsrtp2-dev libssl-dev libabsl-dev
+      dpdk dpdk-dev libdpdk-dev libsrtp2-dev libipsec-mb-dev libssl-dev libabsl-dev
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler catch2
       libbsd-dev libnuma-dev libpcap-dev)
 missing=()
