@@ -91,13 +91,16 @@ int main(int argc, char** argv) {
 
   // EAL arguments: lcores, then the devices the ports name, then the rest.
   std::vector<std::string> eal = {"sluice-dataplane"};
+  // lcore i runs on CPU lcores[i]: lcore 0 is the control lcore. The same
+  // CPU may be named twice (oversubscribed: tests on small machines).
   std::vector<std::string> lcores;
-  for (uint32_t l : cfg->lcores()) lcores.push_back(std::to_string(l));
-  if (lcores.empty()) lcores = {"0", "1"};
-  eal.push_back("-l");
+  for (int i = 0; i < cfg->lcores_size(); ++i)
+    lcores.push_back(absl::StrCat(i, "@", cfg->lcores(i)));
+  if (lcores.empty()) lcores = {"0@0", "1@1"};
+  eal.push_back("--lcores");
   eal.push_back(absl::StrJoin(lcores, ","));
   eal.push_back("--main-lcore");
-  eal.push_back(lcores[0]);
+  eal.push_back("0");
   bool any_pci = false;
   unsigned workers = unsigned(lcores.size() - 1);
   for (const auto& p : cfg->ports()) {

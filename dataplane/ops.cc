@@ -43,7 +43,10 @@ struct ParsedSpec {
   FlowConfig cfg;
   uint64_t cookie;
   uint32_t timeout_ms;
+  std::shared_ptr<const srtp::CryptoConfig> crypto;  // null: passthrough
 };
+
+pb::SrtpSuite to_pb(srtp::Suite s) { return pb::SrtpSuite(int(s)); }
 
 void add_drops(const std::atomic<uint64_t>* counts, google::protobuf::RepeatedPtrField<pb::DropCount>* out) {
   for (int d = 0; d < kDropCount; ++d) {
@@ -56,6 +59,74 @@ void add_drops(const std::atomic<uint64_t>* counts, google::protobuf::RepeatedPt
 }
 
 }  // namespace
+
+grpc::Status Runtime::parse_crypto(const pb::FlowSpec& s, const std::string& f, FlowKind kind,
+                                   const FlowSlot* existing,
+                                   std::shared_ptr<const srtp::CryptoConfig>* out) {
+  out->reset();
+  if (!s.has_crypto() || (!s.crypto().has_decrypt() && !s.crypto().has_encrypt()))
+    return grpc::Status::OK;
+  const srtp::CryptoConfig* old = nullptr;
+  if (existing) {
+    auto it = crypto_.find(flows_->slot_index(existing));
+    if (it != crypto_.end() && existing->config().crypto) old = it->second.cfg.get();
+  }
+  bool need_rtp = kind != FlowKind::kRtcp, need_rtcp = kind != FlowKind::kRtp;
+  // Builds (or, when the same key is already installed, reuses) a KeySet. The
+  // error messages name the field and sizes, never key bytes.
+  auto build = [&](const pb::SrtpKey& k, const std::string& field,
+                   std::shared_ptr<const srtp::KeySet>* ks) -> grpc::Status {
+    int sv = int(k.suite());
+    if (sv <= 0 || sv >= srtp::kSuiteCount)
+      return invalid(absl::StrCat(field, ".suite: required (one of the SRTP_SUITE_ values)"));
+    srtp::Suite suite = srtp::Suite(sv);
+    const srtp::SuiteInfo& in = srtp::info(suite);
+    if (k.master_key().size() != in.key_len)
+      return invalid(absl::StrCat(field, ".master_key: ", in.sdes_name, " needs ", in.key_len,
+                                  " bytes, got ", k.master_key().size()));
+    if (k.master_salt().size() != in.salt_len)
+      return invalid(absl::StrCat(field, ".master_salt: ", in.sdes_name, " needs ", in.salt_len,
+                                  " bytes, got ", k.master_salt().size()));
+    const auto* key = reinterpret_cast<const uint8_t*>(k.master_key().data());
+    const auto* salt = reinterpret_cast<const uint8_t*>(k.master_salt().data());
+    uint8_t digest[32];
+    srtp::key_digest(suite, key, in.key_len, salt, in.salt_len, digest);
+    if (old) {
+      for (const auto* sp : {old->rx.get(), old->rx_prev.get(), old->tx.get()}) {
+        if (sp && std::memcmp(sp->digest(), digest, 32) == 0 &&
+            (!need_rtp || sp->has_rtp()) && (!need_rtcp || sp->has_rtcp())) {
+          *ks = sp == old->rx.get()        ? old->rx
+                : sp == old->rx_prev.get() ? old->rx_prev
+                                           : old->tx;
+          return grpc::Status::OK;
+        }
+      }
+    }
+    *ks = srtp::KeySet::create(suite, key, in.key_len, salt, in.salt_len, need_rtp, need_rtcp,
+                               next_key_id_++);
+    if (!*ks) return invalid(absl::StrCat(field, ": cannot build the key"));
+    return grpc::Status::OK;
+  };
+  auto c = std::make_shared<srtp::CryptoConfig>();
+  if (s.crypto().has_decrypt()) {
+    if (grpc::Status st = build(s.crypto().decrypt(), f + ".crypto.decrypt", &c->rx); !st.ok())
+      return st;
+  }
+  if (s.crypto().has_encrypt()) {
+    if (grpc::Status st = build(s.crypto().encrypt(), f + ".crypto.encrypt", &c->tx); !st.ok())
+      return st;
+  }
+  if (old && old->rx && c->rx) {
+    // A new decrypt key keeps the one it replaces for packets in flight.
+    c->rx_prev = old->rx == c->rx ? old->rx_prev : old->rx;
+  }
+  if (old && old->rx == c->rx && old->tx == c->tx && old->rx_prev == c->rx_prev) {
+    *out = crypto_.at(flows_->slot_index(existing)).cfg;  // unchanged
+    return grpc::Status::OK;
+  }
+  *out = std::move(c);
+  return grpc::Status::OK;
+}
 
 grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsResponse* resp) {
   std::vector<ParsedSpec> parsed;
@@ -166,7 +237,10 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
           if (q.index == in_port) c.worker = w->id;
     }
     p.cookie = s.cookie();
-    if (!flows_->lookup_index(aidx, p.port)) ++new_keys;
+    const FlowSlot* existing = flows_->lookup_index(aidx, p.port);
+    if (grpc::Status st = parse_crypto(s, f, c.kind, existing, &p.crypto); !st.ok()) return st;
+    c.crypto = p.crypto ? 1 : 0;
+    if (!existing) ++new_keys;
     parsed.push_back(p);
   }
   if (new_keys > flows_->capacity() - flows_->size()) {
@@ -177,7 +251,34 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
                                      " free of media.max_flows=", flows_->capacity()));
   }
   for (const ParsedSpec& p : parsed) {
-    switch (flows_->upsert(p.ip, p.port, p.cfg, p.cookie, req.generation(), p.timeout_ms)) {
+    // The SRTP config is published to the flow's crypto state before the
+    // flow config that enables it; a replaced one is freed after a grace
+    // period. A new flow's state starts from zero.
+    const FlowSlot* existing = flows_->lookup(p.ip, p.port);
+    auto it = existing ? crypto_.find(flows_->slot_index(existing)) : crypto_.end();
+    const srtp::CryptoConfig* old = it != crypto_.end() ? it->second.cfg.get() : nullptr;
+    bool crypto_changed = (old == nullptr) != (p.crypto == nullptr) ||
+                          (old && p.crypto &&
+                           (old->rx != p.crypto->rx || old->tx != p.crypto->tx));
+    auto publish = [&](uint32_t idx) {
+      if (!existing && crypto_.count(idx)) {
+        retire(std::move(crypto_[idx].cfg));
+        crypto_.erase(idx);
+      }
+      if (!p.crypto) return;
+      srtp::CryptoState& cs = crypto_table_->ensure(idx);
+      // No worker reads the state of a flow whose live config has no crypto
+      // (upsert waited out the grace period of the last flip before this).
+      if (!existing || !existing->config().crypto) cs.reset();
+      if (!crypto_changed && existing) return;
+      // Release: the config and the keys it points at are complete first.
+      cs.config.store(p.crypto.get(), std::memory_order_release);
+      CryptoEntry& e = crypto_[idx];
+      retire(std::move(e.cfg));
+      e.cfg = p.crypto;
+    };
+    switch (flows_->upsert(p.ip, p.port, p.cfg, p.cookie, req.generation(), p.timeout_ms,
+                           publish, crypto_changed)) {
       case FlowTable::Result::kCreated: resp->set_created(resp->created() + 1); break;
       case FlowTable::Result::kUpdated: resp->set_updated(resp->updated() + 1); break;
       case FlowTable::Result::kUnchanged: resp->set_unchanged(resp->unchanged() + 1); break;
@@ -218,7 +319,12 @@ grpc::Status Runtime::remove(const pb::DeleteFlowsRequest& req, pb::DeleteFlowsR
     } else if (req.generation() && s->meta.generation > req.generation()) {
       resp->set_stale(resp->stale() + 1);
     } else {
+      uint32_t idx = flows_->slot_index(s);
       flows_->remove(ip, uint16_t(k.local_port()));
+      if (auto it = crypto_.find(idx); it != crypto_.end()) {
+        retire(std::move(it->second.cfg));
+        crypto_.erase(it);
+      }
       resp->set_deleted(resp->deleted() + 1);
     }
   }
@@ -295,6 +401,51 @@ void Runtime::fill_flow(FlowSlot& s, pb::Flow* f, uint64_t now) {
     f->mutable_idle()->set_nanos(int32_t(ns % 1000000000));
   }
   f->set_worker(c.worker);
+  if (c.crypto) {
+    auto it = crypto_.find(flows_->slot_index(&s));
+    if (it != crypto_.end()) {
+      const srtp::CryptoConfig& cc = *it->second.cfg;
+      const srtp::CryptoState& cs = *crypto_table_->get(flows_->slot_index(&s));
+      pb::CryptoStatus* cr = f->mutable_crypto();
+      cr->set_mode(cc.rx && cc.tx ? pb::CRYPTO_MODE_REKEY
+                   : cc.rx        ? pb::CRYPTO_MODE_DECRYPT
+                                  : pb::CRYPTO_MODE_ENCRYPT);
+      uint64_t kb = 0;
+      if (cc.rx) {
+        cr->set_decrypt_suite(to_pb(cc.rx->suite()));
+        kb += cc.rx->memory_bytes();
+      }
+      if (cc.tx) {
+        cr->set_encrypt_suite(to_pb(cc.tx->suite()));
+        kb += cc.tx->memory_bytes();
+      }
+      if (cc.rx_prev) kb += cc.rx_prev->memory_bytes();
+      cr->set_key_bytes(kb);
+      cr->set_decrypted(cs.decrypted.load(std::memory_order_relaxed));
+      cr->set_encrypted(cs.encrypted.load(std::memory_order_relaxed));
+      cr->set_auth_failed(cs.auth_failed.load(std::memory_order_relaxed));
+      cr->set_replayed(cs.replayed.load(std::memory_order_relaxed));
+      cr->set_malformed(cs.malformed.load(std::memory_order_relaxed));
+      cr->set_previous_key_used(cs.prev_key_used.load(std::memory_order_relaxed));
+      cr->set_previous_key_live(cc.rx_prev && cs.prev_live);
+      cr->set_owner_changes(cs.owner_changes.load(std::memory_order_relaxed));
+      // The newest stream's rollover counter in each direction.
+      auto newest = [](const auto& streams) {
+        uint64_t best = 0;
+        int best_stamp = -1;
+        for (const auto& st : streams)
+          if (st.valid && int(st.stamp) > best_stamp) {
+            best_stamp = st.stamp;
+            best = st.highest.load(std::memory_order_relaxed);
+          }
+        return uint32_t(best >> 16);
+      };
+      cr->set_decrypt_roc(newest(cs.rx_rtp));
+      cr->set_encrypt_roc(newest(cs.tx_rtp));
+    }
+  } else {
+    f->mutable_crypto()->set_mode(pb::CRYPTO_MODE_PASSTHROUGH);
+  }
 }
 
 grpc::Status Runtime::list(const pb::ListFlowsRequest& req, pb::ListFlowsResponse* resp) {
@@ -360,6 +511,16 @@ void Runtime::stats(pb::Stats* st) {
   st->set_flows(flows_->size());
   st->set_flow_capacity(flows_->capacity());
   st->set_flow_table_bytes(flows_->memory_bytes());
+  st->set_crypto_flows(crypto_.size());
+  {
+    uint64_t b = crypto_table_->memory_bytes();
+    for (const auto& [idx, e] : crypto_) {
+      (void)idx;
+      for (const auto* k : {e.cfg->rx.get(), e.cfg->rx_prev.get(), e.cfg->tx.get()})
+        if (k) b += k->memory_bytes();
+    }
+    st->set_crypto_state_bytes(b);
+  }
   st->set_version(SLUICE_VERSION);
   uint64_t up = uint64_t(double(now - start_tsc_) * 1e9 / double(hz_));
   st->mutable_uptime()->set_seconds(int64_t(up / 1000000000));

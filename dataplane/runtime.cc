@@ -88,6 +88,9 @@ Runtime::~Runtime() {
     }
   }
   flows_.reset();
+  retired_.clear();
+  crypto_.clear();
+  crypto_table_.reset();
   for (auto& w : workers_) {
     rte_ring_free(w->inbox);
     rte_ring_free(w->inject);
@@ -134,12 +137,14 @@ std::unique_ptr<Runtime> Runtime::create(const pb::DataplaneConfig& cfg, std::st
   }
   try {
     rt->flows_ = std::make_unique<FlowTable>(cfg.media().max_flows(), rt->qsbr_);
+    rt->crypto_table_ = std::make_unique<srtp::CryptoTable>(cfg.media().max_flows());
   } catch (const std::bad_alloc&) {
     *err = absl::StrCat("cannot allocate a flow table of ", cfg.media().max_flows(), " flows");
     return nullptr;
   }
   rt->neighbors_ = std::make_unique<NeighborTable>();
   rt->view_.flows = rt->flows_.get();
+  rt->view_.crypto = rt->crypto_table_.get();
   rt->view_.neighbors = rt->neighbors_.get();
 
   unsigned lcore;
@@ -513,8 +518,16 @@ void Runtime::emit(pb::Event ev) {
   if (on_event) on_event(ev);
 }
 
+void Runtime::retire(std::shared_ptr<const srtp::CryptoConfig> c) {
+  if (c) retired_.push_back({rte_rcu_qsbr_start(qsbr_), std::move(c)});
+}
+
 void Runtime::periodic(uint64_t now) {
   flows_->reclaim(false);
+  // Replaced SRTP configs (and the keys only they held) go once no worker
+  // can still be using them.
+  while (!retired_.empty() && rte_rcu_qsbr_check(qsbr_, retired_.front().token, false))
+    retired_.pop_front();
   uint64_t ms = hz_ / 1000;
   // ARP retries and aging.
   for (size_t i = 0; i < resolving_.size();) {
@@ -612,6 +625,25 @@ void Runtime::scan_flows(uint64_t now) {
     } else if (s.meta.timed_out) {
       s.meta.timed_out = 0;
       emit(make(pb::EVENT_TYPE_RESUMED));
+    }
+    if (s.config().crypto) {
+      auto it = crypto_.find(i);
+      if (it != crypto_.end()) {
+        const srtp::CryptoState& cs = *crypto_table_->get(i);
+        uint32_t bad = cs.auth_failed.load(std::memory_order_relaxed) +
+                       cs.replayed.load(std::memory_order_relaxed);
+        if (bad != it->second.auth_reported) {
+          it->second.auth_reported = bad;
+          pb::Event ev = make(pb::EVENT_TYPE_SRTP_AUTH_FAILED);
+          auto* a = ev.add_drops();
+          a->set_reason(kDropNames[int(Drop::kSrtpAuth)]);
+          a->set_packets(cs.auth_failed.load(std::memory_order_relaxed));
+          auto* r = ev.add_drops();
+          r->set_reason(kDropNames[int(Drop::kSrtpReplay)]);
+          r->set_packets(cs.replayed.load(std::memory_order_relaxed));
+          emit(std::move(ev));
+        }
+      }
     }
     uint16_t dsum = 0;
     for (auto& d : s.st.drops) dsum = uint16_t(dsum + d.load(std::memory_order_relaxed));

@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <deque>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include <grpcpp/support/status.h>
@@ -114,6 +116,7 @@ class Runtime {
   pb::DataplaneConfig cfg_;
   DataplaneView view_;
   std::unique_ptr<FlowTable> flows_;
+  std::unique_ptr<srtp::CryptoTable> crypto_table_;
   std::unique_ptr<NeighborTable> neighbors_;
   rte_rcu_qsbr* qsbr_ = nullptr;
   rte_mempool* pool_ = nullptr;
@@ -139,6 +142,23 @@ class Runtime {
     uint64_t last;
   };
   std::vector<Pending> resolving_;
+  // SRTP: the config each crypto flow's state points at (by slot index), and
+  // replaced configs waiting out a QSBR grace period before they are freed.
+  struct CryptoEntry {
+    std::shared_ptr<const srtp::CryptoConfig> cfg;
+    uint32_t auth_reported = 0;
+  };
+  std::unordered_map<uint32_t, CryptoEntry> crypto_;
+  struct Retired {
+    uint64_t token;
+    std::shared_ptr<const srtp::CryptoConfig> cfg;
+  };
+  std::deque<Retired> retired_;
+  uint64_t next_key_id_ = 1;
+  void retire(std::shared_ptr<const srtp::CryptoConfig> c);
+  grpc::Status parse_crypto(const pb::FlowSpec& s, const std::string& f, FlowKind kind,
+                            const FlowSlot* existing,
+                            std::shared_ptr<const srtp::CryptoConfig>* out);
 };
 
 }  // namespace sluice

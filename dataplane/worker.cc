@@ -2,6 +2,8 @@
 //
 //   RX burst (each assigned queue, then the hand-off inbox)
 //     -> process_frame (parse, classify, lookup, latch, police, rewrite)
+//     -> SRTP packets of the burst: one srtp::Engine batch (all cipher jobs in
+//        flight together), then finish_crypto (deferred latch, checksums)
 //     -> buffered TX per port, flushed at the end of every loop
 //   report a QSBR quiescent state once per loop
 //   back off with short sleeps when idle (offline for QSBR while asleep)
@@ -15,6 +17,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <thread>
 
 #include "dataplane/runtime.h"
@@ -67,21 +70,19 @@ int Runtime::worker_main(Worker& w) {
     b.n = 0;
   };
 
-  auto process = [&](rte_mbuf* m, uint8_t in_idx, uint64_t now, BurstCounters& bc) {
-    // af_packet (and NICs with stripping on) hand us the 802.1Q tag out of
-    // band; put it back so the core sees the frame as it was on the wire.
-    if ((m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) && rte_vlan_insert(&m) != 0) {
-      bc.drops[int(Drop::kMalformed)]++;
-      rte_pktmbuf_free(m);
-      return;
-    }
-    if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
-      bc.drops[int(Drop::kMalformed)]++;
-      rte_pktmbuf_free(m);
-      return;
-    }
-    Outcome o = process_frame(dp, static_cast<uint8_t*>(m->buf_addr), m->data_off, m->data_len,
-                              in_idx, w.id, now);
+  // SRTP work of the current burst.
+  srtp::Engine engine;
+  struct PendingCrypto {
+    rte_mbuf* m;
+    Outcome o;
+  };
+  PendingCrypto pend[srtp::Engine::kMaxBatch];
+  srtp::Op ops[srtp::Engine::kMaxBatch];
+  int npend = 0;
+  std::function<void(BurstCounters&, uint64_t)> run_crypto;
+
+  auto dispatch = [&](rte_mbuf* m, const Outcome& o, uint8_t in_idx, uint64_t now,
+                      BurstCounters& bc) {
     if (o.event.kind != EventKind::kNone) {
       bool send = true;
       if (o.event.kind == EventKind::kResolve) {
@@ -90,7 +91,7 @@ int Runtime::worker_main(Worker& w) {
         last_resolve_ip = o.event.ip;
         last_resolve_tsc = now;
       }
-      if (send) rte_ring_sp_enqueue_elem(w.events, &o.event, sizeof(WorkerEvent));
+      if (send) rte_ring_sp_enqueue_elem(w.events, const_cast<WorkerEvent*>(&o.event), sizeof(WorkerEvent));
     }
     switch (o.action) {
       case Action::kForward: {
@@ -104,6 +105,11 @@ int Runtime::worker_main(Worker& w) {
         if (b.n == kBurst) flush(o.out_port, bc);
         return;
       }
+      case Action::kCrypto:
+        pend[npend].m = m;
+        pend[npend].o = o;
+        if (++npend == srtp::Engine::kMaxBatch) run_crypto(bc, now);
+        return;
       case Action::kDrop:
         bc.drops[int(o.drop)]++;
         rte_pktmbuf_free(m);
@@ -128,6 +134,49 @@ int Runtime::worker_main(Worker& w) {
     }
   };
 
+  run_crypto = [&](BurstCounters& bc, uint64_t now) {
+    if (!npend) return;
+    int n = npend;
+    npend = 0;
+    for (int i = 0; i < n; ++i) {
+      const CryptoWork& cw = pend[i].o.crypto;
+      uint8_t* buf = static_cast<uint8_t*>(pend[i].m->buf_addr);
+      uint8_t* udp = buf + cw.l3 + cw.ihl;
+      srtp::Op& op = ops[i];
+      op.p = udp + 8;
+      op.len = uint32_t(net::load16(udp + 4)) - 8;
+      op.room = uint32_t(pend[i].m->buf_len - (op.p - buf));
+      op.st = cw.state;
+      op.cfg = cw.config;
+      op.rtcp = cw.rtcp;
+    }
+    engine.run(ops, n, w.id);
+    for (int i = 0; i < n; ++i) {
+      rte_mbuf* m = pend[i].m;
+      Outcome f = finish_crypto(dp, static_cast<uint8_t*>(m->buf_addr), pend[i].o, ops[i].verdict,
+                                ops[i].len, now);
+      dispatch(m, f, 0, now, bc);
+    }
+  };
+
+  auto process = [&](rte_mbuf* m, uint8_t in_idx, uint64_t now, BurstCounters& bc) {
+    // af_packet (and NICs with stripping on) hand us the 802.1Q tag out of
+    // band; put it back so the core sees the frame as it was on the wire.
+    if ((m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) && rte_vlan_insert(&m) != 0) {
+      bc.drops[int(Drop::kMalformed)]++;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    if (m->nb_segs != 1 && rte_pktmbuf_linearize(m) != 0) {
+      bc.drops[int(Drop::kMalformed)]++;
+      rte_pktmbuf_free(m);
+      return;
+    }
+    Outcome o = process_frame(dp, static_cast<uint8_t*>(m->buf_addr), m->data_off, m->data_len,
+                              in_idx, w.id, now);
+    dispatch(m, o, in_idx, now, bc);
+  };
+
   while (!stopping()) {
     BurstCounters bc;
     uint64_t now = rte_rdtsc();
@@ -138,9 +187,11 @@ int Runtime::worker_main(Worker& w) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
         process(pkts[i], q.index, now, bc);
       }
+      run_crypto(bc, now);
     }
     unsigned nh = rte_ring_sc_dequeue_burst(w.inbox, reinterpret_cast<void**>(pkts), kBurst, nullptr);
     for (unsigned i = 0; i < nh; ++i) process(pkts[i], uint8_t(pkts[i]->port), now, bc);
+    run_crypto(bc, now);
     unsigned ni = rte_ring_sc_dequeue_burst(w.inject, reinterpret_cast<void**>(pkts), kBurst, nullptr);
     for (unsigned i = 0; i < ni; ++i) {
       uint8_t port = uint8_t(pkts[i]->port);

@@ -25,6 +25,8 @@
 #include <sstream>
 #include <thread>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -119,7 +121,7 @@ const char kWatchHelp[] =
     "\n"
     "Options:\n"
     "  --types LIST   only these event types (comma-separated, repeatable):\n"
-    "                 latched, peer_changed, timed_out, drops, resumed\n"
+    "                 latched, peer_changed, timed_out, drops, resumed,\n                 srtp_auth_failed\n"
     "  --count N      exit after N events\n"
     "  --json         one Event JSON object per line\n";
 
@@ -149,6 +151,12 @@ const char kAddHelp[] =
     "  flow 2: key b-local, egress a-port from a-local to a-peer, expects b-peer\n"
     "  --with-rtcp           also the two RTCP flows, every port + 1 (peer port 0\n"
     "                        stays 0)\n"
+    "  --a-key SUITE:KEY     SRTP: the key side A sends with (its a=crypto); flow 1\n"
+    "                        decrypts with it\n"
+    "  --a-relay-key SUITE:KEY  the key the relay announced to A; flow 2 encrypts\n"
+    "  --b-key, --b-relay-key   the same for side B (flow 2 decrypts, flow 1\n"
+    "                        encrypts). Keys given for one side only convert\n"
+    "                        between SRTP and plain RTP.\n"
     "\n"
     "A batch from a file:\n"
     "  --file FILE           an UpsertFlowsRequest in protobuf JSON ('-': stdin);\n"
@@ -165,6 +173,15 @@ const char kAddHelp[] =
     "  --police-burst N      policer burst in packets (default: pps/10, at least 8)\n"
     "  --timeout SECONDS     inactivity timeout before a TIMED_OUT event (default 60)\n"
     "  --cookie N            opaque control-plane handle (shown by list --cookie)\n"
+    "  --decrypt SUITE:KEY   (one flow) verify and decrypt arriving SRTP/SRTCP\n"
+    "  --encrypt SUITE:KEY   (one flow) protect leaving packets\n"
+    "                        SUITE: AES_CM_128_HMAC_SHA1_80, AES_CM_128_HMAC_SHA1_32,\n"
+    "                        AES_256_CM_HMAC_SHA1_80, AEAD_AES_128_GCM or\n"
+    "                        AEAD_AES_256_GCM; KEY: the SDES inline key, base64 of\n"
+    "                        master key || salt ('inline:' prefix allowed, no MKI).\n"
+    "                        Keys on a command line are visible to other local\n"
+    "                        users: prefer --file (mode 0600) in production. Keys\n"
+    "                        are never printed, not even by --dry-run.\n"
     "  --generation N        batch generation (default: unix time in milliseconds);\n"
     "                        a flow stored with a newer generation is left alone\n"
     "  --dry-run             print the request as JSON and send nothing\n"
@@ -366,7 +383,7 @@ struct EventTypeName {
 constexpr EventTypeName kEventTypes[] = {
     {pb::EVENT_TYPE_LATCHED, "latched"},     {pb::EVENT_TYPE_PEER_CHANGED, "peer_changed"},
     {pb::EVENT_TYPE_TIMED_OUT, "timed_out"}, {pb::EVENT_TYPE_DROPS, "drops"},
-    {pb::EVENT_TYPE_RESUMED, "resumed"},
+    {pb::EVENT_TYPE_RESUMED, "resumed"},     {pb::EVENT_TYPE_SRTP_AUTH_FAILED, "srtp_auth_failed"},
 };
 
 std::string event_name(pb::EventType t) {
@@ -427,14 +444,28 @@ pb::Endpoint parse_ep(const std::string& flag, const std::string& v, uint32_t mi
 // ---------------------------------------------------------------------------
 // flows list
 
+const char* crypto_mode_name(pb::CryptoMode m) {
+  switch (m) {
+    case pb::CRYPTO_MODE_DECRYPT: return "decrypt";
+    case pb::CRYPTO_MODE_ENCRYPT: return "encrypt";
+    case pb::CRYPTO_MODE_REKEY: return "rekey";
+    default: return "-";
+  }
+}
+
+std::string suite_name(pb::SrtpSuite s) {
+  std::string n = pb::SrtpSuite_Name(s);
+  return absl::StartsWith(n, "SRTP_SUITE_") ? n.substr(11) : n;
+}
+
 void print_flow_table(const std::vector<pb::Flow>& flows) {
-  Table t({"LOCAL", "KIND", "STATE", "PEER", "DEST", "EGRESS", "PKTS", "BYTES", "DROPS", "GAPS",
-           "IDLE", "WORKER"},
-          "llllllrrrrrr");
+  Table t({"LOCAL", "KIND", "STATE", "PEER", "DEST", "EGRESS", "SRTP", "PKTS", "BYTES", "DROPS",
+           "GAPS", "IDLE", "WORKER"},
+          "lllllllrrrrrr");
   for (const auto& f : flows) {
     t.add({key_str(f.spec().key()), kind_name(f.spec().kind()), state_name(f.state()),
            ep(f.latched_peer()), ep(f.current_destination()), f.spec().egress_port(),
-           absl::StrCat(f.packets()), absl::StrCat(f.bytes()), absl::StrCat(drop_sum(f.drops())),
+           crypto_mode_name(f.crypto().mode()), absl::StrCat(f.packets()), absl::StrCat(f.bytes()), absl::StrCat(drop_sum(f.drops())),
            absl::StrCat(f.sequence_gaps()), f.has_idle() ? seconds1(f.idle()) : "-",
            absl::StrCat(f.worker())});
   }
@@ -547,6 +578,25 @@ int flows_get(const Options& o, const Args& a) {
   const auto& to = s.inactivity_timeout();
   kv("inactivity timeout", to.seconds() || to.nanos() ? seconds1(to) + " s" : "60.0 s (default)",
      2);
+  if (f.has_crypto() && f.crypto().mode() != pb::CRYPTO_MODE_PASSTHROUGH &&
+      f.crypto().mode() != pb::CRYPTO_MODE_UNSPECIFIED) {
+    const pb::CryptoStatus& c = f.crypto();
+    std::printf("srtp:\n");
+    kv("mode", crypto_mode_name(c.mode()), 2);
+    if (c.decrypt_suite()) kv("decrypt suite", suite_name(c.decrypt_suite()), 2);
+    if (c.encrypt_suite()) kv("encrypt suite", suite_name(c.encrypt_suite()), 2);
+    if (c.decrypt_suite()) kv("decrypted", absl::StrCat(c.decrypted(), " (roc ", c.decrypt_roc(), ")"), 2);
+    if (c.encrypt_suite()) kv("encrypted", absl::StrCat(c.encrypted(), " (roc ", c.encrypt_roc(), ")"), 2);
+    kv("auth failed", absl::StrCat(c.auth_failed()), 2);
+    kv("replayed", absl::StrCat(c.replayed()), 2);
+    kv("malformed", absl::StrCat(c.malformed()), 2);
+    kv("previous key", absl::StrCat(c.previous_key_live() ? "live" : "retired", ", ",
+                                    c.previous_key_used(), " packets"), 2);
+    kv("owner changes", absl::StrCat(c.owner_changes()), 2);
+    kv("key memory", absl::StrCat(c.key_bytes(), " B"), 2);
+  } else {
+    kv("srtp", "passthrough");
+  }
   if (f.drops().empty()) {
     kv("drops", "none");
   } else {
@@ -631,7 +681,7 @@ int flows_watch(const Options& o, const Args& a) {
                              [&](const EventTypeName& e) { return name == e.name; });
       if (it == std::end(kEventTypes))
         throw UsageError(absl::StrCat("--types: unknown event type '", t,
-                                      "' (latched, peer_changed, timed_out, drops, resumed)"));
+                                      "' (latched, peer_changed, timed_out, drops, resumed, srtp_auth_failed)"));
       if (seen.insert(it->type).second) req.add_types(it->type);
     }
   }
@@ -763,12 +813,59 @@ void next_port(const std::string& what, pb::Endpoint* e) {
   e->set_port(e->port() + 1);
 }
 
+// SUITE:KEY, KEY being the SDES inline key (RFC 4568): base64 of the master
+// key followed by the master salt.
+pb::SrtpKey parse_srtp_key(const std::string& flag, const std::string& v) {
+  struct S {
+    const char* sdes;
+    const char* lower;
+    pb::SrtpSuite suite;
+    size_t key, salt;
+  };
+  static const S suites[] = {
+      {"AES_CM_128_HMAC_SHA1_80", "aes_cm_128_hmac_sha1_80", pb::SRTP_SUITE_AES_CM_128_HMAC_SHA1_80, 16, 14},
+      {"AES_CM_128_HMAC_SHA1_32", "aes_cm_128_hmac_sha1_32", pb::SRTP_SUITE_AES_CM_128_HMAC_SHA1_32, 16, 14},
+      {"AES_256_CM_HMAC_SHA1_80", "aes_256_cm_hmac_sha1_80", pb::SRTP_SUITE_AES_256_CM_HMAC_SHA1_80, 32, 14},
+      {"AEAD_AES_128_GCM", "aead_aes_128_gcm", pb::SRTP_SUITE_AEAD_AES_128_GCM, 16, 12},
+      {"AEAD_AES_256_GCM", "aead_aes_256_gcm", pb::SRTP_SUITE_AEAD_AES_256_GCM, 32, 12},
+  };
+  size_t colon = v.find(':');
+  if (colon == std::string::npos)
+    throw UsageError(absl::StrCat(flag, ": expected SUITE:KEY"));
+  std::string name = v.substr(0, colon);
+  std::string key = v.substr(colon + 1);
+  if (absl::StartsWith(key, "inline:")) key = key.substr(7);
+  size_t bar = key.find('|');
+  if (bar != std::string::npos) {
+    std::string rest = key.substr(bar + 1);
+    if (rest.find(':') != std::string::npos)
+      throw UsageError(absl::StrCat(flag, ": MKI is not supported"));
+    key = key.substr(0, bar);  // a key lifetime is accepted and ignored
+  }
+  const S* s = nullptr;
+  for (const S& c : suites)
+    if (name == c.sdes || name == c.lower) s = &c;
+  if (!s) throw UsageError(absl::StrCat(flag, ": unknown SRTP suite '", name, "'"));
+  std::string raw;
+  if (!absl::Base64Unescape(key, &raw))
+    throw UsageError(absl::StrCat(flag, ": the key is not base64"));
+  if (raw.size() != s->key + s->salt)
+    throw UsageError(absl::StrCat(flag, ": ", s->sdes, " needs ", s->key + s->salt,
+                                  " key bytes (master key || salt), got ", raw.size()));
+  pb::SrtpKey k;
+  k.set_suite(s->suite);
+  k.set_master_key(raw.substr(0, s->key));
+  k.set_master_salt(raw.substr(s->key));
+  return k;
+}
+
 int flows_add(const Options& o, const Args& a) {
   no_positional(a);
   static const std::set<std::string> single_flags = {"local", "egress-port", "source", "dest",
-                                                     "expect"};
-  static const std::set<std::string> pair_flags = {"a-local", "a-port", "a-peer",   "b-local",
-                                                   "b-port",  "b-peer", "with-rtcp"};
+                                                     "expect", "decrypt", "encrypt"};
+  static const std::set<std::string> pair_flags = {
+      "a-local", "a-port", "a-peer",      "b-local",    "b-port",
+      "b-peer",  "with-rtcp", "a-key", "a-relay-key", "b-key", "b-relay-key"};
   static const std::set<std::string> flow_flags = {"latch",        "max-senders", "kind",
                                                    "dscp",         "ttl-reset",   "police-pps",
                                                    "police-burst", "timeout",     "cookie"};
@@ -831,6 +928,16 @@ int flows_add(const Options& o, const Args& a) {
     *f2->mutable_egress_source() = as_ep(a_local);
     *f2->mutable_destination() = a_peer;
     *f2->mutable_expected_peer() = b_peer;
+    if (a.has("a-key"))
+      *f1->mutable_crypto()->mutable_decrypt() = parse_srtp_key("--a-key", a.value("a-key"));
+    if (a.has("b-relay-key"))
+      *f1->mutable_crypto()->mutable_encrypt() =
+          parse_srtp_key("--b-relay-key", a.value("b-relay-key"));
+    if (a.has("b-key"))
+      *f2->mutable_crypto()->mutable_decrypt() = parse_srtp_key("--b-key", a.value("b-key"));
+    if (a.has("a-relay-key"))
+      *f2->mutable_crypto()->mutable_encrypt() =
+          parse_srtp_key("--a-relay-key", a.value("a-relay-key"));
     if (a.has("with-rtcp")) {
       if (base.kind() == pb::FLOW_KIND_RTCP || base.kind() == pb::FLOW_KIND_RTP_RTCP_MUX)
         throw UsageError("--with-rtcp needs --kind rtp (the RTCP flows are added on port + 1)");
@@ -855,6 +962,10 @@ int flows_add(const Options& o, const Args& a) {
     *f->mutable_egress_source() = parse_ep("--source", need("source"), 1);
     if (a.has("dest")) *f->mutable_destination() = parse_ep("--dest", a.value("dest"), 0);
     if (a.has("expect")) *f->mutable_expected_peer() = parse_ep("--expect", a.value("expect"), 0);
+    if (a.has("decrypt"))
+      *f->mutable_crypto()->mutable_decrypt() = parse_srtp_key("--decrypt", a.value("decrypt"));
+    if (a.has("encrypt"))
+      *f->mutable_crypto()->mutable_encrypt() = parse_srtp_key("--encrypt", a.value("encrypt"));
   }
   if (a.has("generation"))
     req.set_generation(parse_uint("--generation", a.value("generation"), 0, kU64Max));
@@ -862,7 +973,20 @@ int flows_add(const Options& o, const Args& a) {
     req.set_generation(now_ms());
 
   if (a.has("dry-run")) {
-    std::printf("%s\n", to_json(req, !o.json).c_str());
+    // Keys never leave through sluicectl's output.
+    pb::UpsertFlowsRequest shown = req;
+    for (auto& f : *shown.mutable_flows()) {
+      for (pb::SrtpKey* k : {f.mutable_crypto()->mutable_decrypt(), f.mutable_crypto()->mutable_encrypt()}) {
+        if (!k->master_key().empty()) k->set_master_key("<redacted>");
+        if (!k->master_salt().empty()) k->set_master_salt("<redacted>");
+      }
+      if (!f.crypto().has_decrypt() || f.crypto().decrypt().suite() == 0)
+        f.mutable_crypto()->clear_decrypt();
+      if (!f.crypto().has_encrypt() || f.crypto().encrypt().suite() == 0)
+        f.mutable_crypto()->clear_encrypt();
+      if (!f.crypto().has_decrypt() && !f.crypto().has_encrypt()) f.clear_crypto();
+    }
+    std::printf("%s\n", to_json(shown, !o.json).c_str());
     return 0;
   }
   Client c(o);
@@ -928,6 +1052,9 @@ int stats(const Options& o, const Args& a) {
                   : absl::StrCat(s.flows()));
   kv("table bytes",
      absl::StrCat(format_bytes(s.flow_table_bytes()), " (", s.flow_table_bytes(), ")"));
+  kv("srtp flows", absl::StrCat(s.crypto_flows()));
+  kv("srtp state bytes",
+     absl::StrCat(format_bytes(s.crypto_state_bytes()), " (", s.crypto_state_bytes(), ")"));
 
   std::printf("\nPorts:\n");
   Table ports({"NAME", "ROLE", "MAC", "ADDRESS", "RX", "TX", "MISSED", "PUNTED", "INJECTED"},
@@ -997,7 +1124,8 @@ const std::vector<Command>& commands() {
         {"with-rtcp", false},   {"file", true},        {"latch", true},     {"max-senders", true},
         {"kind", true},         {"dscp", true},        {"ttl-reset", true}, {"police-pps", true},
         {"police-burst", true}, {"timeout", true},     {"cookie", true},    {"generation", true},
-        {"dry-run", false}},
+        {"dry-run", false},     {"decrypt", true},     {"encrypt", true},   {"a-key", true},
+        {"a-relay-key", true},  {"b-key", true},       {"b-relay-key", true}},
        flows_add},
       {"flows", "delete", kDeleteHelp, {{"generation", true}}, flows_delete},
       {"stats", "", kStatsHelp, {}, stats},

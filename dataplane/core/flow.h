@@ -41,6 +41,7 @@ struct FlowConfig {
   uint8_t ttl_value = 64;
   FlowKind kind = FlowKind::kRtp;
   uint8_t worker = 0;  // owning worker index
+  uint8_t crypto = 0;  // 1: SRTP state in the CryptoTable at this slot's index
 
   bool operator==(const FlowConfig& o) const;
 };

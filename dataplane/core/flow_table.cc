@@ -15,7 +15,7 @@ bool FlowConfig::operator==(const FlowConfig& o) const {
          expect_port == o.expect_port && egress_port == o.egress_port &&
          latch == o.latch && max_senders == o.max_senders && dscp == o.dscp &&
          ttl_mode == o.ttl_mode && ttl_value == o.ttl_value && kind == o.kind &&
-         worker == o.worker;
+         worker == o.worker && crypto == o.crypto;
 }
 
 void FlowState::reset() {
@@ -70,7 +70,9 @@ void FlowTable::wait_grace(FlowSlot& s) {
 
 FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig& cfg,
                                     uint64_t cookie, uint64_t generation,
-                                    uint32_t timeout_ms) {
+                                    uint32_t timeout_ms,
+                                    const std::function<void(uint32_t)>& before_publish,
+                                    bool changed) {
   int a = address_index(ip);
   if (a < 0) return Result::kBadAddress;
   std::atomic<uint32_t>& entry = ports_[a][port];
@@ -79,13 +81,15 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
     FlowSlot& s = slots_[e - 1];
     if (generation < s.meta.generation) return Result::kStale;
     uint8_t cur = s.meta.active.load(std::memory_order_relaxed);
-    if (s.cfg[cur] == cfg && s.meta.cookie == cookie && s.meta.timeout_ms == timeout_ms) {
+    if (!changed && s.cfg[cur] == cfg && s.meta.cookie == cookie &&
+        s.meta.timeout_ms == timeout_ms) {
       s.meta.generation = generation;
       return Result::kUnchanged;
     }
     // The inactive copy may still be read by a worker that loaded `active`
     // before the previous flip; wait out that grace period first.
     wait_grace(s);
+    if (before_publish) before_publish(e - 1);
     s.cfg[cur ^ 1] = cfg;
     // Release: the copy is complete before workers can select it.
     s.meta.active.store(cur ^ 1, std::memory_order_release);
@@ -109,6 +113,7 @@ FlowTable::Result FlowTable::upsert(uint32_t ip, uint16_t port, const FlowConfig
   s.meta.local_port = port;
   s.meta.timeout_ms = timeout_ms;
   s.meta.in_use = 1;
+  if (before_publish) before_publish(idx);
   // Release: slot contents above are visible before the entry is.
   entry.store(idx + 1, std::memory_order_release);
   ++size_;

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -59,8 +60,12 @@ class FlowTable {
 
   // Writer side (control lcore only).
   enum class Result { kCreated, kUpdated, kUnchanged, kStale, kFull, kBadAddress };
+  // before_publish(slot index) runs before readers can see the new or
+  // updated config (the SRTP state is set up there); changed forces an update
+  // when something outside FlowConfig (the keys) changed.
   Result upsert(uint32_t ip, uint16_t port, const FlowConfig& cfg, uint64_t cookie,
-                uint64_t generation, uint32_t timeout_ms);
+                uint64_t generation, uint32_t timeout_ms,
+                const std::function<void(uint32_t)>& before_publish = {}, bool changed = false);
   bool remove(uint32_t ip, uint16_t port);
   // Returns slots whose grace period has passed to the free list; with wait,
   // blocks until every pending slot is free.

@@ -106,6 +106,28 @@ LatchVerdict latch_decide(const FlowConfig& cfg, FlowState& st, uint32_t ip, uin
   return LatchVerdict::kReject;
 }
 
+LatchVerdict latch_peek(const FlowConfig& cfg, const FlowState& st, uint32_t ip, uint16_t port) {
+  uint64_t cur = st.latched.load(std::memory_order_relaxed);
+  if (cur == pack_peer(ip, port)) return LatchVerdict::kAccept;
+  uint8_t n = st.nsenders.load(std::memory_order_relaxed);
+  switch (cfg.latch) {
+    case Latch::kStrict:
+      if (ip != cfg.expect_ip || (cfg.expect_port && port != cfg.expect_port))
+        return LatchVerdict::kReject;
+      return cur ? LatchVerdict::kPeerChanged : LatchVerdict::kLatched;
+    case Latch::kFirst:
+      return cur ? LatchVerdict::kReject : LatchVerdict::kLatched;
+    case Latch::kAllowN:
+      for (uint8_t i = 0; i < n; ++i)
+        if (st.sender_ip[i].load(std::memory_order_relaxed) == ip &&
+            st.sender_port[i].load(std::memory_order_relaxed) == port)
+          return LatchVerdict::kPeerChanged;
+      if (n >= cfg.max_senders || n >= kMaxSenders) return LatchVerdict::kReject;
+      return cur ? LatchVerdict::kPeerChanged : LatchVerdict::kLatched;
+  }
+  return LatchVerdict::kReject;
+}
+
 uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst) {
   const PortInfo& p = dp.ports[port];
   uint32_t mask = net::prefix_mask(p.prefix);
@@ -197,18 +219,30 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   uint32_t src = load32(ip + 12);
   uint16_t sport = load16(udp);
   Outcome out;
-  LatchVerdict lv = latch_decide(cfg, st, src, sport);
+  // SRTP flows: the crypto state lives beside the flow table. A packet that
+  // must be decrypted latches only once it authenticates (a forged packet
+  // must not steer the media), so the decision is only peeked at here.
+  srtp::CryptoState* cs = nullptr;
+  const srtp::CryptoConfig* cc = nullptr;
+  if (cfg.crypto) {
+    cs = dp.crypto->get(dp.flows->slot_index(slot));
+    // Acquire pairs with the control lcore's release store of the config.
+    cc = cs->config.load(std::memory_order_acquire);
+    if (!cc) return drop(Drop::kSrtpMalformed);
+  }
+  bool defer_latch = cc && cc->rx;
+  LatchVerdict lv = defer_latch ? latch_peek(cfg, st, src, sport) : latch_decide(cfg, st, src, sport);
   if (lv == LatchVerdict::kReject) {
     count_flow_drop(st, Drop::kLatchRejected);
     return drop(Drop::kLatchRejected);
   }
-  if (lv != LatchVerdict::kAccept) {
+  if (lv != LatchVerdict::kAccept && !defer_latch) {
     out.event.kind = lv == LatchVerdict::kLatched ? EventKind::kLatched : EventKind::kPeerChanged;
     out.event.slot = dp.flows->slot_index(slot);
     out.event.ip = src;
     out.event.peer_port = sport;
   }
-  st.last_seen_tsc.store(now, std::memory_order_relaxed);
+  if (!defer_latch) st.last_seen_tsc.store(now, std::memory_order_relaxed);
 
   if (cfg.police_rate) {
     // GCRA: one packet per interval, up to `burst` packets early.
@@ -223,7 +257,7 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
     st.police_tat = tat + interval;
   }
 
-  observe_media(cfg, st, udp + net::kUdpHdr, udp_len - net::kUdpHdr);
+  if (!cc) observe_media(cfg, st, udp + net::kUdpHdr, udp_len - net::kUdpHdr);
 
   auto fail = [&](Drop d) {
     count_flow_drop(st, d);
@@ -286,9 +320,30 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   ip[8] = ttl;
   store32(ip + 12, cfg.src_ip);
   store32(ip + 16, dip);
-  store16(ip + 10, net::ipv4_header_checksum(ip, ihl));
   store16(udp, cfg.src_port);
   store16(udp + 2, dport_out);
+  if (cc) {
+    // Lengths and checksums follow the payload's new size: finish_crypto().
+    out.action = Action::kCrypto;
+    out.out_port = cfg.egress_port;
+    out.off = noff;
+    CryptoWork& w = out.crypto;
+    w.slot = slot;
+    w.state = cs;
+    w.config = cc;
+    w.l3 = uint32_t(ip - buf);
+    w.ihl = ihl;
+    w.src_ip = src;
+    w.src_port = sport;
+    w.l2 = uint8_t(new_l2);
+    const uint8_t* pl = udp + net::kUdpHdr;
+    w.rtcp = cfg.kind == FlowKind::kRtcp ||
+             (cfg.kind == FlowKind::kMux && udp_len >= net::kUdpHdr + 2 && pl[1] >= 192 &&
+              pl[1] <= 223);
+    w.latch = defer_latch && lv != LatchVerdict::kAccept;
+    return out;
+  }
+  store16(ip + 10, net::ipv4_header_checksum(ip, ihl));
   // Full UDP checksum: frames from veth/af_packet often carry an unfinished
   // (offloaded) checksum, so an incremental update would be wrong.
   store16(udp + 6, net::udp4_checksum(cfg.src_ip, dip, udp, udp_len));
@@ -299,6 +354,52 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   out.out_port = cfg.egress_port;
   out.off = noff;
   out.len = new_l2 + tot;  // drops Ethernet padding
+  return out;
+}
+
+Outcome finish_crypto(const DataplaneView& dp, uint8_t* buf, const Outcome& o, srtp::Verdict v,
+                      uint32_t payload_len, uint64_t now) {
+  const CryptoWork& w = o.crypto;
+  switch (v) {
+    case srtp::Verdict::kOk: break;
+    case srtp::Verdict::kAuthFailed: return drop(Drop::kSrtpAuth);
+    case srtp::Verdict::kReplay: return drop(Drop::kSrtpReplay);
+    case srtp::Verdict::kMalformed: return drop(Drop::kSrtpMalformed);
+  }
+  FlowSlot& slot = *w.slot;
+  FlowState& st = slot.st;
+  const FlowConfig& cfg = slot.config();
+  Outcome out = o;
+  out.event = WorkerEvent{};
+  if (w.latch) {
+    LatchVerdict lv = latch_decide(cfg, st, w.src_ip, w.src_port);
+    if (lv == LatchVerdict::kReject) {
+      count_flow_drop(st, Drop::kLatchRejected);
+      return drop(Drop::kLatchRejected);
+    }
+    if (lv != LatchVerdict::kAccept) {
+      out.event.kind = lv == LatchVerdict::kLatched ? EventKind::kLatched : EventKind::kPeerChanged;
+      out.event.slot = dp.flows->slot_index(&slot);
+      out.event.ip = w.src_ip;
+      out.event.peer_port = w.src_port;
+    }
+  }
+  st.last_seen_tsc.store(now, std::memory_order_relaxed);
+  uint8_t* ip = buf + w.l3;
+  uint8_t* udp = ip + w.ihl;
+  // The decrypted (or plain) side is what the flow's statistics describe.
+  observe_media(cfg, st, udp + net::kUdpHdr, payload_len);
+  uint32_t udp_len = net::kUdpHdr + payload_len;
+  uint32_t tot = w.ihl + udp_len;
+  store16(ip + 2, uint16_t(tot));
+  store16(ip + 10, 0);
+  store16(ip + 10, net::ipv4_header_checksum(ip, w.ihl));
+  store16(udp + 4, uint16_t(udp_len));
+  store16(udp + 6, net::udp4_checksum(load32(ip + 12), load32(ip + 16), udp, udp_len));
+  bump(st.packets, 1);
+  bump(st.bytes, tot);
+  out.action = Action::kForward;
+  out.len = w.l2 + tot;
   return out;
 }
 

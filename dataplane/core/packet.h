@@ -9,6 +9,7 @@
 #include "dataplane/core/flow_table.h"
 #include "dataplane/core/neighbor.h"
 #include "dataplane/core/net.h"
+#include "dataplane/core/srtp.h"
 
 namespace sluice {
 
@@ -34,6 +35,7 @@ struct RouteEntry {
 // run (except the tables, which have their own rules).
 struct DataplaneView {
   FlowTable* flows = nullptr;
+  srtp::CryptoTable* crypto = nullptr;  // SRTP state of flows with crypto
   NeighborTable* neighbors = nullptr;
   PortInfo ports[kMaxPorts];
   int nports = 0;
@@ -44,7 +46,10 @@ struct DataplaneView {
   uint64_t tsc_hz = 1000000000;
 };
 
-enum class Action : uint8_t { kForward, kDrop, kPunt, kArp, kHandoff };
+// kCrypto: forwarding is decided and the headers are rewritten, but the
+// payload still needs SRTP work; the worker batches it (srtp::Engine) and
+// then calls finish_crypto().
+enum class Action : uint8_t { kForward, kDrop, kPunt, kArp, kHandoff, kCrypto };
 
 enum class EventKind : uint8_t { kNone, kLatched, kPeerChanged, kResolve };
 
@@ -59,6 +64,20 @@ struct WorkerEvent {
 };
 static_assert(sizeof(WorkerEvent) == 16, "ring element size");
 
+// What finish_crypto() needs from process_frame().
+struct CryptoWork {
+  FlowSlot* slot = nullptr;
+  srtp::CryptoState* state = nullptr;
+  const srtp::CryptoConfig* config = nullptr;
+  uint32_t l3 = 0;        // IPv4 header offset in the buffer
+  uint32_t ihl = 0;
+  uint32_t src_ip = 0;    // the sender, for a latch decided after authentication
+  uint16_t src_port = 0;
+  uint8_t l2 = 0;         // rewritten L2 header length
+  bool rtcp = false;
+  bool latch = false;     // latch_decide() once the packet authenticates
+};
+
 struct Outcome {
   Action action = Action::kDrop;
   Drop drop = Drop::kMalformed;
@@ -67,6 +86,7 @@ struct Outcome {
   uint32_t off = 0;    // kForward: new frame start within the buffer
   uint32_t len = 0;    // kForward: new frame length
   WorkerEvent event;   // kind != kNone: report it
+  CryptoWork crypto;   // kCrypto
 };
 
 // Processes one frame received on in_port by `worker`. The frame occupies
@@ -75,9 +95,17 @@ struct Outcome {
 Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint32_t len,
                       uint8_t in_port, uint8_t worker, uint64_t now_tsc);
 
+// Completes a kCrypto outcome after the engine ran: on success the latch (if
+// deferred), the lengths and checksums; else a drop. payload_len is the UDP
+// payload length the engine left.
+Outcome finish_crypto(const DataplaneView& dp, uint8_t* buf, const Outcome& o,
+                      srtp::Verdict v, uint32_t payload_len, uint64_t now_tsc);
+
 // The latching decision, exposed for table-driven tests.
 enum class LatchVerdict : uint8_t { kAccept, kLatched, kPeerChanged, kReject };
 LatchVerdict latch_decide(const FlowConfig& cfg, FlowState& st, uint32_t ip, uint16_t port);
+// What latch_decide would answer, without changing anything.
+LatchVerdict latch_peek(const FlowConfig& cfg, const FlowState& st, uint32_t ip, uint16_t port);
 
 // Next hop for dst leaving on port p (on-link, static route, gateway); 0 if
 // none.

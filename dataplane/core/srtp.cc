@@ -268,6 +268,20 @@ size_t gcm_key_bytes() {
 
 // --- KeySet -----------------------------------------------------------------
 
+void key_digest(Suite s, const uint8_t* key, size_t key_len, const uint8_t* salt, size_t salt_len,
+                uint8_t out[32]) {
+  uint8_t buf[1 + 32 + 14] = {};
+  buf[0] = uint8_t(s);
+  key_len = std::min<size_t>(key_len, 32);
+  salt_len = std::min<size_t>(salt_len, 14);
+  std::memcpy(buf + 1, key, key_len);
+  std::memcpy(buf + 1 + key_len, salt, salt_len);
+  unsigned dl = 0;
+  bool ok = EVP_Digest(buf, 1 + key_len + salt_len, out, &dl, EVP_sha256(), nullptr) == 1;
+  OPENSSL_cleanse(buf, sizeof buf);
+  if (!ok) throw std::runtime_error("SHA-256 failed");
+}
+
 KeySet::~KeySet() {
   if (block_) {
     OPENSSL_cleanse(block_, bytes_ - sizeof(KeySet));
@@ -318,16 +332,7 @@ std::shared_ptr<KeySet> KeySet::create(Suite s, const uint8_t* key, size_t key_l
   std::shared_ptr<KeySet> ks(new KeySet());
   ks->suite_ = s;
   ks->id_ = id;
-  {
-    uint8_t buf[1 + 32 + 14];
-    buf[0] = uint8_t(s);
-    std::memcpy(buf + 1, key, key_len);
-    std::memcpy(buf + 1 + key_len, salt, salt_len);
-    unsigned dl = 0;
-    bool ok = EVP_Digest(buf, 1 + key_len + salt_len, ks->digest_, &dl, EVP_sha256(), nullptr) == 1;
-    OPENSSL_cleanse(buf, sizeof buf);
-    if (!ok) throw std::runtime_error("SHA-256 failed");
-  }
+  key_digest(s, key, key_len, salt, salt_len, ks->digest_);
   size_t per = round_up(in.aead ? gcm_key_bytes() : kCmSessionBytes, 64);
   size_t n = (rtp ? 1 : 0) + (rtcp ? 1 : 0);
   ks->bytes_ = per * n + sizeof(KeySet);

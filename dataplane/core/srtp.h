@@ -74,6 +74,10 @@ struct SessionKeys {
   uint8_t* opad = nullptr;
 };
 
+// SHA-256 over suite, master key and salt (see KeySet::digest()).
+void key_digest(Suite s, const uint8_t* key, size_t key_len, const uint8_t* salt, size_t salt_len,
+                uint8_t out[32]);
+
 class KeySet {
  public:
   // Derives and expands. rtp/rtcp choose which session keys are built (a flow

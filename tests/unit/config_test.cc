@@ -48,7 +48,7 @@ TEST_CASE("config errors name the field", "[config]") {
       {"ports { name: 'x' device: 'd' address: '1.2.3.4' gateway: 'gw' }", "ports[0].gateway"},
       {kPort + "media { port_min: 30000 port_max: 20000 }", "media: port_min..port_max"},
       {kPort + "lcores: [0]", "lcores: need a control lcore"},
-      {kPort + "lcores: [0, 1, 1]", "lcores[2]: duplicate"},
+      {kPort + "lcores: [0, 1, 4096]", "lcores[2]: not a CPU number"},
       {kPort + "static_neighbors { address: '192.0.2.9' mac: 'zz' port: 'outside' }", "static_neighbors[0].mac"},
       {kPort + "static_neighbors { address: '192.0.2.9' mac: '02:00:00:00:00:01' port: 'lan' }", "static_neighbors[0].port: no port named 'lan'"},
       {kPort + "routes { prefix: '10.0.0.0' next_hop: '192.0.2.254' port: 'outside' }", "routes[0].prefix"},
