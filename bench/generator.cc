@@ -25,6 +25,7 @@ namespace {
 constexpr auto put16 = net::store16;
 constexpr auto put32 = net::store32;
 constexpr auto get16 = net::load16;
+constexpr auto get32 = net::load32;
 
 // One's-complement sum of big-endian 16-bit words, not folded.
 uint64_t sum16(const uint8_t* p, size_t n, uint64_t s = 0) {
@@ -39,17 +40,25 @@ inline uint16_t fold(uint64_t s) {
 
 constexpr unsigned kBurst = 32;
 
-inline bool marked(const rte_mbuf* m, uint64_t* tsc) {
-  if (m->data_len < kOffFlow + 4) return false;
+}  // namespace
+
+bool Generator::marked(const rte_mbuf* m, uint64_t* tsc) const {
   const uint8_t* d = rte_pktmbuf_mtod(m, const uint8_t*);
+  if (crypto_) {
+    // The payload may be encrypted: our SSRC range, and the TSC's low 32
+    // bits from the RTP timestamp (round trips are far shorter than a wrap).
+    if (m->data_len < kOffPayload || (get32(d + kOffRtp + 8) >> 24) != 0x51) return false;
+    uint64_t now = rte_rdtsc();
+    *tsc = now - uint32_t(uint32_t(now) - get32(d + kOffRtp + 4));
+    return true;
+  }
+  if (m->data_len < kOffFlow + 4) return false;
   uint32_t magic;
   std::memcpy(&magic, d + kOffMagic, 4);
   if (magic != kMagic) return false;
   std::memcpy(tsc, d + kOffTsc, 8);
   return true;
 }
-
-}  // namespace
 
 bool Generator::init(const std::string& file_prefix, const std::string& memif_socket,
                      const std::string& mac, std::string* err) {
@@ -135,7 +144,10 @@ void Generator::cleanup() {
 
 void Generator::setup(const GenParams& p) {
   uint32_t payload = std::max(p.payload_bytes, kMinPayload);
-  frame_len_ = kOffPayload + payload;
+  crypto_ = p.crypto;
+  reply_delta_ = p.reply_delta;
+  tag_ = p.keys ? srtp::info(p.keys->suite()).srtp_tag : 0;
+  frame_len_ = kOffPayload + payload + tag_;
   samples_ = p.samples_per_packet;
   src_ip_ = p.src_ip;
   src_mac_ = p.src_mac;
@@ -190,6 +202,12 @@ void Generator::setup(const GenParams& p) {
     g.seq = 0;
   }
   cursor_ = 0;
+  if (p.keys) {
+    tx_cfg_.tx = p.keys;
+    states_.reset(new srtp::CryptoState[n ? n : 1]);
+    for (size_t i = 0; i < n; ++i) states_[i].reset();
+    engine_ = std::make_unique<srtp::Engine>();
+  }
 }
 
 void Generator::fill(rte_mbuf** ms, unsigned n, uint64_t tsc) {
@@ -216,10 +234,31 @@ void Generator::fill(rte_mbuf** ms, unsigned n, uint64_t tsc) {
     std::memcpy(d + kOffTsc, &tsc, 8);
     uint32_t idx = uint32_t(i);
     std::memcpy(d + kOffFlow, &idx, 4);
+    if (crypto_) {
+      ts = uint32_t(tsc);  // readable in the clear even when the payload is not
+      put32(d + kOffRtp + 4, ts);
+    }
+    if (engine_) {
+      put16(d + kOffUdp + 6, 0);  // no UDP checksum: the payload changes below
+      continue;
+    }
     uint64_t sum = uint64_t(g.udp_base) + seq + (ts >> 16) + (ts & 0xffff);
     sum = sum16(d + kOffTsc, 8, sum);
     uint16_t c = uint16_t(~fold(sum));
     put16(d + kOffUdp + 6, c ? c : 0xffff);
+  }
+  if (engine_) {
+    // Protect the RTP part of every frame of this burst in one batch.
+    srtp::Op ops[kBurst];
+    for (unsigned k = 0; k < n; ++k) {
+      uint8_t* d = rte_pktmbuf_mtod(ms[k], uint8_t*);
+      ops[k].p = d + kOffRtp;
+      ops[k].len = len - kOffRtp - tag_;
+      ops[k].room = len - kOffRtp;
+      ops[k].st = &states_[get32(d + kOffRtp + 8) & 0xffffff];
+      ops[k].cfg = &tx_cfg_;
+    }
+    engine_->run(ops, int(n), 0);
   }
 }
 
@@ -266,8 +305,9 @@ void Generator::check(const rte_mbuf* m, bool hairpin, WarmupResult* r) const {
   const uint8_t* ip = d + kOffIp;
   const uint8_t* udp = d + kOffUdp;
   uint16_t udp_len = get16(udp + 4);
-  if (m->data_len < frame_len_ || get16(d + 12) != 0x0800 || ip[0] != 0x45 ||
-      udp_len != frame_len_ - kOffUdp) {
+  const uint32_t want = frame_len_ + (hairpin ? reply_delta_ : 0);
+  if (m->data_len < want || get16(d + 12) != 0x0800 || ip[0] != 0x45 ||
+      udp_len != want - kOffUdp) {
     ++r->bad_addr;
     return;
   }
@@ -278,7 +318,10 @@ void Generator::check(const rte_mbuf* m, bool hairpin, WarmupResult* r) const {
   }
   if (!csum_ok) ++r->bad_csum;
   uint32_t idx;
-  std::memcpy(&idx, d + kOffFlow, 4);
+  if (crypto_)
+    idx = get32(d + kOffRtp + 8) & 0xffffff;  // SSRC: the payload may be encrypted
+  else
+    std::memcpy(&idx, d + kOffFlow, 4);
   if (idx >= flows_.size()) {
     ++r->bad_addr;
     return;

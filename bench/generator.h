@@ -13,6 +13,8 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/core/srtp.h"
+
 struct rte_mbuf;
 struct rte_mempool;
 
@@ -39,6 +41,14 @@ struct GenFlow {
 };
 
 struct GenParams {
+  // SRTP runs (bench --crypto): keys set means the frames we send are SRTP
+  // protected with them (decrypt and rekey modes); reply_delta is how much
+  // longer a reply is than what we sent (+tag: encrypt, -tag: decrypt).
+  // Replies may be encrypted, so these runs also carry the TSC's low 32 bits
+  // in the RTP timestamp and are recognised by SSRC.
+  std::shared_ptr<const srtp::KeySet> keys;
+  bool crypto = false;
+  int reply_delta = 0;
   std::array<uint8_t, 6> src_mac{};
   std::array<uint8_t, 6> dst_mac{};
   uint32_t src_ip = 0;
@@ -114,6 +124,7 @@ class Generator {
 
  private:
   void fill(rte_mbuf** m, unsigned n, uint64_t tsc);
+  bool marked(const rte_mbuf* m, uint64_t* tsc) const;
   unsigned drain_rx(uint64_t* rx, uint64_t* unmarked);
   void check(const rte_mbuf* m, bool hairpin, WarmupResult* r) const;
 
@@ -130,6 +141,13 @@ class Generator {
   std::array<uint8_t, 6> src_mac_{}, dst_mac_{};
   std::vector<GenFlow> flows_;
   size_t cursor_ = 0;
+  // SRTP (see GenParams).
+  bool crypto_ = false;
+  int reply_delta_ = 0;
+  uint32_t tag_ = 0;
+  srtp::CryptoConfig tx_cfg_;
+  std::unique_ptr<srtp::CryptoState[]> states_;
+  std::unique_ptr<srtp::Engine> engine_;
 };
 
 }  // namespace sluice::bench

@@ -29,7 +29,10 @@
 #include <vector>
 
 #include "bench/generator.h"
+#include "dataplane/core/net.h"
+#include "dataplane/core/srtp.h"
 #include "bench/procs.h"
+#include "absl/strings/str_format.h"
 #include "sluice/dataplane/v1/dataplane.grpc.pb.h"
 
 namespace pb = ::sluice::dataplane::v1;
@@ -52,7 +55,12 @@ struct Codec {
 };
 const Codec kCodecs[] = {{"g711", 160, 0, 160}, {"g729", 20, 18, 160}, {"opus", 80, 111, 960}};
 
+enum class Crypto { kNone, kDecrypt, kEncrypt, kRekey };
+const char* const kCryptoNames[] = {"none", "decrypt", "encrypt", "rekey"};
+
 struct Options {
+  Crypto crypto = Crypto::kNone;
+  sluice::srtp::Suite suite = sluice::srtp::Suite::kAesCm128Sha1_80;
   const Codec* codec = nullptr;
   uint32_t flows = 0;
   double duration = 3;
@@ -64,13 +72,21 @@ void usage(FILE* f) {
   std::fprintf(f,
                "usage: sluice-bench dataplane --codec g711|g729|opus --flows N\n"
                "                    [--duration SECONDS] [--json] [--dataplane PATH]\n"
-               "                    [--testpmd PATH]\n"
+               "                    [--testpmd PATH] [--crypto none|decrypt|encrypt|rekey]\n"
+               "                    [--suite aes_cm_128_hmac_sha1_80|aes_cm_128_hmac_sha1_32|\n"
+               "                             aes_256_cm_hmac_sha1_80|aead_aes_128_gcm|\n"
+               "                             aead_aes_256_gcm]\n"
                "  Measures sluice-dataplane (one worker lcore) against dpdk-testpmd io\n"
                "  forwarding over memif, with the same generator, in one run.\n"
                "  --flows N        1..%u hairpin flows, round-robin\n"
                "  --duration S     seconds per measured phase (default 3)\n"
                "  --dataplane PATH default: ../dataplane/sluice-dataplane next to this binary\n"
-               "  --testpmd PATH   default: dpdk-testpmd (from PATH)\n",
+               "  --testpmd PATH   default: dpdk-testpmd (from PATH)\n"
+               "  --crypto MODE    SRTP on every flow (default none); the generator protects\n"
+               "                   what it sends for decrypt and rekey; rekey uses the same\n"
+               "                   suite both ways. Adds cipher_ceiling_mpps: the same\n"
+               "                   cipher operations back to back on one core, no packet I/O\n"
+               "  --suite SUITE    default aes_cm_128_hmac_sha1_80\n",
                kPortsPerAddress * kMaxAddresses);
 }
 
@@ -94,6 +110,83 @@ std::string self_dir() {
   std::error_code ec;
   auto p = std::filesystem::read_symlink("/proc/self/exe", ec);
   return ec ? std::string(".") : p.parent_path().string();
+}
+
+// The bench's SRTP key (fixed: the cost does not depend on its value).
+pb::SrtpKey bench_key(sluice::srtp::Suite s) {
+  const sluice::srtp::SuiteInfo& in = sluice::srtp::info(s);
+  std::string k(in.key_len, '\0'), salt(in.salt_len, '\0');
+  for (size_t i = 0; i < k.size(); ++i) k[i] = char(0x30 + i);
+  for (size_t i = 0; i < salt.size(); ++i) salt[i] = char(0x90 + i);
+  pb::SrtpKey out;
+  out.set_suite(pb::SrtpSuite(int(s)));
+  out.set_master_key(k);
+  out.set_master_salt(salt);
+  return out;
+}
+
+// The cipher ceiling: the relay's own SRTP work for this mode (the engine
+// the workers use, batches of 32 over up to 65536 flows' state), timed back
+// to back on this core with no packet I/O. Inputs are protected beforehand,
+// outside the timed part.
+double cipher_ceiling(const Options& o, double seconds) {
+  using namespace sluice::srtp;
+  const uint32_t nflows = std::min<uint32_t>(o.flows, 65536);
+  pb::SrtpKey k = bench_key(o.suite);
+  auto ks = KeySet::create(o.suite, reinterpret_cast<const uint8_t*>(k.master_key().data()),
+                           k.master_key().size(),
+                           reinterpret_cast<const uint8_t*>(k.master_salt().data()),
+                           k.master_salt().size(), true, false, 1);
+  CryptoConfig sender_cfg, relay_cfg;
+  sender_cfg.tx = ks;
+  bool protected_in = o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey;
+  if (protected_in) relay_cfg.rx = ks;
+  if (o.crypto == Crypto::kEncrypt || o.crypto == Crypto::kRekey) relay_cfg.tx = ks;
+  std::unique_ptr<CryptoState[]> sst(new CryptoState[nflows]), rst(new CryptoState[nflows]);
+  for (uint32_t i = 0; i < nflows; ++i) {
+    sst[i].reset();
+    rst[i].reset();
+  }
+  Engine sender, relay;
+  constexpr int kN = 32;
+  std::vector<std::vector<uint8_t>> bufs(kN, std::vector<uint8_t>(2048));
+  std::vector<uint16_t> seq(nflows, 0);
+  Op ops[kN];
+  const uint32_t plen = 12 + o.codec->payload;
+  uint32_t cursor = 0;
+  uint64_t done = 0;
+  std::chrono::nanoseconds timed{0};
+  while (timed < std::chrono::duration<double>(seconds)) {
+    uint32_t first = cursor;
+    for (int i = 0; i < kN; ++i) {
+      uint8_t* p = bufs[size_t(i)].data();
+      uint32_t f = cursor;
+      cursor = cursor + 1 == nflows ? 0 : cursor + 1;
+      std::memset(p, 0xd5, plen);
+      p[0] = 0x80;
+      p[1] = o.codec->pt;
+      sluice::net::store16(p + 2, seq[f]++);
+      sluice::net::store32(p + 8, 0x51000000u + f);
+      ops[i].p = p;
+      ops[i].len = plen;
+      ops[i].room = 2048;
+      ops[i].st = &sst[f];
+      ops[i].cfg = &sender_cfg;
+    }
+    if (protected_in) sender.run(ops, kN, 0);
+    for (int i = 0; i < kN; ++i) {
+      uint32_t f = (first + uint32_t(i)) % nflows;
+      ops[i].st = &rst[f];
+      ops[i].cfg = &relay_cfg;
+    }
+    auto t0 = std::chrono::steady_clock::now();
+    relay.run(ops, kN, 0);
+    timed += std::chrono::steady_clock::now() - t0;
+    for (int i = 0; i < kN; ++i)
+      if (ops[i].verdict != Verdict::kOk) return -1;  // a bug, not a speed
+    done += kN;
+  }
+  return double(done) / std::chrono::duration<double>(timed).count() / 1e6;
 }
 
 // Everything that must be undone on every exit path.
@@ -206,6 +299,22 @@ int main(int argc, char** argv) {
       o.duration = std::strtod(v.c_str(), &end);
       if (!end || *end || !(o.duration >= 0.1 && o.duration <= 600)) {
         die("--duration must be 0.1..600 seconds");
+        return 2;
+      }
+    } else if (a == "--crypto") {
+      std::string v = val();
+      int m = -1;
+      for (int k = 0; k < 4; ++k)
+        if (v == kCryptoNames[k]) m = k;
+      if (m < 0) {
+        die("unknown --crypto '" + v + "' (none, decrypt, encrypt, rekey)");
+        return 2;
+      }
+      o.crypto = Crypto(m);
+    } else if (a == "--suite") {
+      std::string v = val();
+      if (!sluice::srtp::parse_suite(v, &o.suite) || o.suite == sluice::srtp::Suite::kNone) {
+        die("unknown --suite '" + v + "'");
         return 2;
       }
     } else if (a == "--json") {
@@ -368,6 +477,10 @@ int main(int argc, char** argv) {
       f->mutable_destination()->set_address(kGenIp);
       f->mutable_destination()->set_port(10000 + i % 50000);
       f->set_cookie(i + 1);
+      if (o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey)
+        *f->mutable_crypto()->mutable_decrypt() = bench_key(o.suite);
+      if (o.crypto == Crypto::kEncrypt || o.crypto == Crypto::kRekey)
+        *f->mutable_crypto()->mutable_encrypt() = bench_key(o.suite);
     }
     grpc::ClientContext ctx;
     ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(30));
@@ -405,6 +518,19 @@ int main(int argc, char** argv) {
   gp.payload_bytes = o.codec->payload;
   gp.payload_type = o.codec->pt;
   gp.samples_per_packet = o.codec->samples;
+  if (o.crypto != Crypto::kNone) {
+    gp.crypto = true;
+    const uint32_t tag = sluice::srtp::info(o.suite).srtp_tag;
+    if (o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey) {
+      pb::SrtpKey k = bench_key(o.suite);
+      gp.keys = sluice::srtp::KeySet::create(
+          o.suite, reinterpret_cast<const uint8_t*>(k.master_key().data()), k.master_key().size(),
+          reinterpret_cast<const uint8_t*>(k.master_salt().data()), k.master_salt().size(), true,
+          false, 1);
+    }
+    gp.reply_delta = o.crypto == Crypto::kDecrypt ? -int(tag)
+                     : o.crypto == Crypto::kEncrypt ? int(tag) : 0;
+  }
   for (uint32_t i = 0; i < o.flows; ++i) {
     gp.dst_ips.push_back(relay_ip(i / kPortsPerAddress));
     gp.dst_ports.push_back(uint16_t(1024 + i % kPortsPerAddress));
@@ -514,6 +640,21 @@ int main(int argc, char** argv) {
 
   // 5. Report.
   const double ceiling = pm.rx_mpps();
+  double cipher_mpps = 0;
+  if (o.crypto != Crypto::kNone) {
+    progress("cipher ceiling: " + std::string(kCryptoNames[int(o.crypto)]) + " " +
+             sluice::srtp::info(o.suite).name + " back to back for " +
+             std::to_string(o.duration) + " s");
+    cipher_mpps = cipher_ceiling(o, o.duration);
+    if (cipher_mpps < 0) die("the cipher ceiling run failed to verify its own packets");
+  }
+  std::string crypto_json =
+      o.crypto == Crypto::kNone
+          ? std::string("\"crypto\":\"none\",")
+          : absl::StrFormat("\"crypto\":\"%s\",\"suite\":\"%s\",\"cipher_ceiling_mpps\":%.3f,"
+                            "\"crypto_ratio\":%.3f,",
+                            kCryptoNames[int(o.crypto)], sluice::srtp::info(o.suite).name,
+                            cipher_mpps, cipher_mpps > 0 ? mpps / cipher_mpps : 0.0);
   const uint32_t frame = s.gen.frame_bytes();
   const double bpf = capacity ? double(table_bytes) / double(capacity) : 0;
   uint64_t relayed = 0;
@@ -521,7 +662,7 @@ int main(int argc, char** argv) {
   for (auto& w : before.workers()) relayed -= w.relayed();
   if (o.json) {
     std::printf(
-        "{\"codec\":\"%s\",\"payload_bytes\":%u,\"frame_bytes\":%u,\"flows\":%u,"
+        "{%s\"codec\":\"%s\",\"payload_bytes\":%u,\"frame_bytes\":%u,\"flows\":%u,"
         "\"mpps_per_core\":%.3f,\"ceiling_mpps\":%.3f,\"ratio\":%.3f,\"loss\":%.6f,"
         "\"p50_us\":%.2f,\"p99_us\":%.2f,\"ceiling_p50_us\":%.2f,\"ceiling_p99_us\":%.2f,"
         "\"bytes_per_flow\":%.1f,\"flow_table_bytes\":%llu,\"flow_capacity\":%llu,"
@@ -534,7 +675,7 @@ int main(int argc, char** argv) {
         "\"dataplane_drops\":%s,\"program_s\":%.3f,"
         "\"warmup_replies\":%llu,\"warmup_bad_checksums\":%llu,\"warmup_bad_addresses\":%llu,"
         "\"ceiling_warmup_replies\":%llu,\"ceiling_warmup_bad\":%llu}\n",
-        o.codec->name, o.codec->payload, frame, o.flows, mpps, ceiling,
+        crypto_json.c_str(), o.codec->name, o.codec->payload, frame, o.flows, mpps, ceiling,
         ceiling > 0 ? mpps / ceiling : 0.0, dp.loss(), dpl.p50_us, dpl.p99_us, pml.p50_us,
         pml.p99_us, bpf, (unsigned long long)table_bytes, (unsigned long long)capacity,
         o.duration, dp.tx_mpps(), pm.loss(), dpl.achieved_pps / 1e6, dpl.loss(), (unsigned long long)dpl.tx_refused,
@@ -560,6 +701,10 @@ int main(int argc, char** argv) {
     std::printf("  flow table: %llu bytes for %llu slots = %.1f bytes per flow\n",
                 (unsigned long long)table_bytes, (unsigned long long)capacity, bpf);
     std::printf("  dataplane drops: %s\n", drops_json(after).c_str());
+    if (o.crypto != Crypto::kNone)
+      std::printf("  srtp %s %s: cipher ceiling %.3f Mpps (same core, no I/O), ratio %.3f\n",
+                  kCryptoNames[int(o.crypto)], sluice::srtp::info(o.suite).name, cipher_mpps,
+                  cipher_mpps > 0 ? mpps / cipher_mpps : 0.0);
     std::printf("  warm-up replies checked: dataplane %llu of %u (%llu bad checksums, %llu wrongly"
                 " addressed); testpmd %llu (%llu altered)\n",
                 (unsigned long long)dpw.rx, o.flows, (unsigned long long)dpw.bad_csum,
