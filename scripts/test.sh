@@ -19,7 +19,7 @@ if [ ! -f build-asan/build.ninja ]; then
   meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized \
     -Dwerror=true >/dev/null || echo "asan setup failed"
 fi
-asan_targets=$(cd build-asan 2>/dev/null && ninja -t targets all 2>/dev/null | grep -oE '^tests/(unit_[a-z_]+|fuzz_packet_replay):' | tr -d ':' | sort -u)
+asan_targets=$(cd build-asan 2>/dev/null && ninja -t targets all 2>/dev/null | grep -oE '^tests/(unit_[a-z_]+|fuzz_[a-z]+_replay):' | tr -d ':' | sort -u)
 rc_asan=1
 if ninja -C build-asan $asan_targets; then
   ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \

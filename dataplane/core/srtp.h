@@ -152,26 +152,28 @@ struct TxRtcp {
 
 inline constexpr int kStreams = 2;  // SSRCs tracked per direction
 
-struct CryptoState {
+// Hot fields first: a re-keyed RTP packet touches the first two cache lines
+// (config, ids, owner, counters, the first rx and tx streams) and little else.
+struct alignas(64) CryptoState {
   // Written by the control lcore (release), read by the owning worker.
   std::atomic<const CryptoConfig*> config{nullptr};
 
   // Owning worker only (but for relaxed reads of counters and highest).
-  uint64_t rx_id = 0, prev_id = 0, tx_id = 0;  // KeySet ids the streams belong to
-  uint8_t prev_live = 0;  // try rx_prev until rx authenticates a packet
+  uint64_t rx_id = 0, tx_id = 0;  // KeySet ids the streams belong to
+  std::atomic<uint32_t> owner{UINT32_MAX};  // worker that last used the state
   uint16_t clock = 0;
-  RxRtp rx_rtp[kStreams];
-  RxRtp prev_rtp;
-  RxRtcp rx_rtcp[kStreams];
-  RxRtcp prev_rtcp;
-  TxRtp tx_rtp[kStreams];
-  TxRtcp tx_rtcp[kStreams];
-
+  uint8_t prev_live = 0;  // try rx_prev until rx authenticates a packet
   std::atomic<uint64_t> decrypted{0}, encrypted{0};
+  RxRtp rx_rtp[kStreams];
+  TxRtp tx_rtp[kStreams];
+  RxRtcp rx_rtcp[kStreams];
+  TxRtcp tx_rtcp[kStreams];
   std::atomic<uint32_t> auth_failed{0}, replayed{0}, malformed{0};
   std::atomic<uint32_t> prev_key_used{0};  // packets that authenticated with rx_prev
-  std::atomic<uint32_t> owner{UINT32_MAX};  // worker that last used the state
   std::atomic<uint32_t> owner_changes{0};
+  uint64_t prev_id = 0;
+  RxRtp prev_rtp;
+  RxRtcp prev_rtcp;
 
   // Control lcore: before the state is (re)published for a new flow.
   void reset();
