@@ -19,3 +19,22 @@ assert d["warmup_bad_checksums"] == 0 and d["warmup_bad_addresses"] == 0, "bad r
 assert 0 <= d["loss"] < 0.5, d["loss"]
 print("bench smoke ok")
 PY
+[ $? -eq 0 ] || exit 1
+
+# SRTP re-key: the generator protects, the dataplane decrypts and re-encrypts;
+# every warm-up reply must come back correctly addressed and sized.
+out=$("$bench" dataplane --codec g711 --flows 500 --duration 0.5 --crypto rekey \
+  --suite aead_aes_128_gcm --json) || { echo "bench (rekey) failed"; exit 1; }
+echo "$out"
+python3 - "$out" <<'PY'
+import json, sys
+d = json.loads(sys.argv[1])
+for k in ["crypto", "suite", "cipher_ceiling_mpps", "crypto_ratio", "crypto_bytes_per_flow"]:
+    assert k in d, f"missing {k}"
+assert d["crypto"] == "rekey" and d["suite"] == "aead_aes_128_gcm", d
+assert d["cipher_ceiling_mpps"] > 0 and d["mpps_per_core"] > 0, "nothing re-keyed"
+assert d["warmup_replies"] == 500, d["warmup_replies"]
+assert d["warmup_bad_checksums"] == 0 and d["warmup_bad_addresses"] == 0, "bad replies"
+assert "srtp_auth_failed" not in d["dataplane_drops"], d["dataplane_drops"]
+print("bench smoke (rekey) ok")
+PY

@@ -652,9 +652,14 @@ int main(int argc, char** argv) {
       o.crypto == Crypto::kNone
           ? std::string("\"crypto\":\"none\",")
           : absl::StrFormat("\"crypto\":\"%s\",\"suite\":\"%s\",\"cipher_ceiling_mpps\":%.3f,"
-                            "\"crypto_ratio\":%.3f,",
+                            "\"crypto_ratio\":%.3f,\"crypto_flows\":%llu,"
+                            "\"crypto_bytes_per_flow\":%.1f,",
                             kCryptoNames[int(o.crypto)], sluice::srtp::info(o.suite).name,
-                            cipher_mpps, cipher_mpps > 0 ? mpps / cipher_mpps : 0.0);
+                            cipher_mpps, cipher_mpps > 0 ? mpps / cipher_mpps : 0.0,
+                            (unsigned long long)after.crypto_flows(),
+                            after.crypto_flows() ? double(after.crypto_state_bytes()) /
+                                                       double(after.crypto_flows())
+                                                 : 0.0);
   const uint32_t frame = s.gen.frame_bytes();
   const double bpf = capacity ? double(table_bytes) / double(capacity) : 0;
   uint64_t relayed = 0;
@@ -702,9 +707,13 @@ int main(int argc, char** argv) {
                 (unsigned long long)table_bytes, (unsigned long long)capacity, bpf);
     std::printf("  dataplane drops: %s\n", drops_json(after).c_str());
     if (o.crypto != Crypto::kNone)
-      std::printf("  srtp %s %s: cipher ceiling %.3f Mpps (same core, no I/O), ratio %.3f\n",
+      std::printf("  srtp %s %s: cipher ceiling %.3f Mpps (same core, no I/O), ratio %.3f;"
+                  " %.1f bytes of SRTP state per flow\n",
                   kCryptoNames[int(o.crypto)], sluice::srtp::info(o.suite).name, cipher_mpps,
-                  cipher_mpps > 0 ? mpps / cipher_mpps : 0.0);
+                  cipher_mpps > 0 ? mpps / cipher_mpps : 0.0,
+                  after.crypto_flows() ? double(after.crypto_state_bytes()) /
+                                             double(after.crypto_flows())
+                                       : 0.0);
     std::printf("  warm-up replies checked: dataplane %llu of %u (%llu bad checksums, %llu wrongly"
                 " addressed); testpmd %llu (%llu altered)\n",
                 (unsigned long long)dpw.rx, o.flows, (unsigned long long)dpw.bad_csum,

@@ -33,7 +33,10 @@ constexpr uint32_t kRtpFixed = 12;
 constexpr uint32_t kRtcpFixed = 8;
 constexpr uint32_t kHmacOut = 12;  // ipsec-mb truncates HMAC-SHA1 to 12 or 20 bytes
 constexpr size_t kAesKeySched = 240;  // 15 round keys: enough for AES-256
-constexpr size_t kCmSessionBytes = kAesKeySched + 32 + 32;
+// AES-CM session material: the key schedule (176 or 240 bytes), then the
+// HMAC inner and outer states: 4 cache lines for AES-128, 5 for AES-256.
+size_t cm_sched_bytes(size_t key_len) { return key_len == 32 ? 240 : 176; }
+size_t cm_session_bytes(size_t key_len) { return cm_sched_bytes(key_len) + 32 + 32; }
 
 IMB_MGR* new_best_mgr() {
   IMB_MGR* m = alloc_mb_mgr(0);
@@ -283,12 +286,28 @@ void key_digest(Suite s, const uint8_t* key, size_t key_len, const uint8_t* salt
 }
 
 KeySet::~KeySet() {
-  if (block_) {
-    OPENSSL_cleanse(block_, bytes_ - sizeof(KeySet));
-    std::free(block_);
-  }
+  // The key material lives in this object's own allocation (see alloc()).
+  if (block_) OPENSSL_cleanse(block_, bytes_ - kHeader);
   OPENSSL_cleanse(&rtp_, sizeof rtp_);
   OPENSSL_cleanse(&rtcp_, sizeof rtcp_);
+}
+
+static_assert(sizeof(KeySet) <= KeySet::kHeader, "KeySet::kHeader must cover the object");
+
+// One allocation: this object, then the expanded keys right behind it, so a
+// worker reaches both with one pointer (and prefetches them together).
+std::shared_ptr<KeySet> KeySet::alloc(size_t material) {
+  size_t total = kHeader + material;
+  void* mem = std::aligned_alloc(64, total);
+  if (!mem) throw std::bad_alloc();
+  std::memset(mem, 0, total);
+  KeySet* k = new (mem) KeySet();
+  k->block_ = static_cast<uint8_t*>(mem) + kHeader;
+  k->bytes_ = total;
+  return std::shared_ptr<KeySet>(k, [](KeySet* p) {
+    p->~KeySet();
+    std::free(p);
+  });
 }
 
 bool KeySet::expand(SessionKeys& sk, const uint8_t* enc, const uint8_t* auth,
@@ -309,7 +328,7 @@ bool KeySet::expand(SessionKeys& sk, const uint8_t* enc, const uint8_t* auth,
   else
     IMB_AES_KEYEXP_128(m, enc, sk.cipher, dec);
   OPENSSL_cleanse(dec, sizeof dec);
-  sk.ipad = sk.cipher + kAesKeySched;
+  sk.ipad = sk.cipher + cm_sched_bytes(in.key_len);
   sk.opad = sk.ipad + 32;
   // HMAC (RFC 2104) with a 20-byte key: hash the padded key blocks once.
   uint8_t block[64];
@@ -329,16 +348,11 @@ std::shared_ptr<KeySet> KeySet::create(Suite s, const uint8_t* key, size_t key_l
   const SuiteInfo& in = info(s);
   if (s == Suite::kNone || key_len != in.key_len || salt_len != in.salt_len || !(rtp || rtcp))
     return nullptr;
-  std::shared_ptr<KeySet> ks(new KeySet());
+  size_t per = round_up(in.aead ? gcm_key_bytes() : cm_session_bytes(in.key_len), 64);
+  std::shared_ptr<KeySet> ks = alloc(per * ((rtp ? 1 : 0) + (rtcp ? 1 : 0)));
   ks->suite_ = s;
   ks->id_ = id;
   key_digest(s, key, key_len, salt, salt_len, ks->digest_);
-  size_t per = round_up(in.aead ? gcm_key_bytes() : kCmSessionBytes, 64);
-  size_t n = (rtp ? 1 : 0) + (rtcp ? 1 : 0);
-  ks->bytes_ = per * n + sizeof(KeySet);
-  ks->block_ = static_cast<uint8_t*>(std::aligned_alloc(64, ks->bytes_ - sizeof(KeySet)));
-  if (!ks->block_) throw std::bad_alloc();
-  std::memset(ks->block_, 0, ks->bytes_ - sizeof(KeySet));
   uint8_t* next = ks->block_;
   uint8_t enc[32], auth[20], ssalt[14];
   for (int stream = 0; stream < 2; ++stream) {
@@ -362,14 +376,10 @@ std::shared_ptr<KeySet> KeySet::from_session(Suite s, const uint8_t* enc, const 
                                              const uint8_t* salt, uint64_t id) {
   const SuiteInfo& in = info(s);
   if (s == Suite::kNone) return nullptr;
-  std::shared_ptr<KeySet> ks(new KeySet());
+  size_t per = round_up(in.aead ? gcm_key_bytes() : cm_session_bytes(in.key_len), 64);
+  std::shared_ptr<KeySet> ks = alloc(per * 2);
   ks->suite_ = s;
   ks->id_ = id;
-  size_t per = round_up(in.aead ? gcm_key_bytes() : kCmSessionBytes, 64);
-  ks->bytes_ = per * 2 + sizeof(KeySet);
-  ks->block_ = static_cast<uint8_t*>(std::aligned_alloc(64, ks->bytes_ - sizeof(KeySet)));
-  if (!ks->block_) throw std::bad_alloc();
-  std::memset(ks->block_, 0, ks->bytes_ - sizeof(KeySet));
   ks->rtp_.cipher = ks->block_;
   ks->rtcp_.cipher = ks->block_ + per;
   ks->expand(ks->rtp_, enc, auth, salt);
@@ -911,18 +921,10 @@ void Engine::run(Op* ops, int n, uint32_t worker) {
     const CryptoConfig& c = *ops[i].cfg;
     for (const KeySet* k : {c.rx.get(), c.tx.get()}) {
       if (!k) continue;
-      __builtin_prefetch(k);
-      __builtin_prefetch(reinterpret_cast<const char*>(k) + 64);
-    }
-  }
-  for (int i = 0; i < n; ++i) {
-    const CryptoConfig& c = *ops[i].cfg;
-    for (const KeySet* k : {c.rx.get(), c.tx.get()}) {
-      if (!k) continue;
-      const SessionKeys& sk = ops[i].rtcp ? k->rtcp() : k->rtp();
-      const char* b = reinterpret_cast<const char*>(sk.cipher);
-      if (!b) continue;
-      for (int l = 0; l < 6; ++l) __builtin_prefetch(b + 64 * l);  // schedule, HMAC or GHASH keys
+      // The object and, behind it, its first stream type's keys (RTP keys
+      // come first; RTCP-only key sets hold only RTCP keys).
+      const char* b = reinterpret_cast<const char*>(k);
+      for (size_t l = 0; l < KeySet::kHeader / 64 + 6; ++l) __builtin_prefetch(b + 64 * l);
     }
   }
   // Bind the streams to the current keys; a new rx key keeps the old one's

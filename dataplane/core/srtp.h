@@ -104,15 +104,18 @@ class KeySet {
   // repeated upsert without keeping the master key around.
   const uint8_t* digest() const { return digest_; }
   size_t memory_bytes() const { return bytes_; }
+  static constexpr size_t kHeader = 192;  // sizeof(KeySet) rounded to cache lines
 
  private:
   KeySet() = default;
+  static std::shared_ptr<KeySet> alloc(size_t material);
   bool expand(SessionKeys& sk, const uint8_t* enc, const uint8_t* auth, const uint8_t* salt);
+  // Hot first: the session keys a worker reads for every packet.
+  SessionKeys rtp_, rtcp_;
   Suite suite_ = Suite::kNone;
   uint64_t id_ = 0;
   uint8_t digest_[32] = {};
-  SessionKeys rtp_, rtcp_;
-  uint8_t* block_ = nullptr;  // one aligned allocation for all expanded keys
+  uint8_t* block_ = nullptr;  // expanded keys, right behind this object
   size_t bytes_ = 0;
 };
 

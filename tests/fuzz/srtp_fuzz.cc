@@ -1,7 +1,7 @@
 // Fuzz target for the SRTP/SRTCP engine: arbitrary bytes as the UDP payload
 // of a flow that decrypts and re-encrypts, for every suite. The first byte
-// picks suite, RTP or RTCP, and whether to force RTP version 2 (so that most
-// inputs get past the first check and into the header, index and tag logic).
+// picks suite, RTP or RTCP, and whether to leave the version bits alone (else
+// they are forced to 2, so most inputs reach the header, index and tag logic).
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -37,7 +37,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   int s = 1 + sel % (kSuiteCount - 1);
   std::vector<uint8_t> buf(size - 1 + 64);
   std::memcpy(buf.data(), data + 1, size - 1);
-  if ((sel & 0x20) && size > 1) buf[0] = uint8_t(0x80 | (buf[0] & 0x3f));
+  if (!(sel & 0x40) && size > 1) buf[0] = uint8_t(0x80 | (buf[0] & 0x3f));
   Op op;
   op.p = buf.data();
   op.len = uint32_t(size - 1);
