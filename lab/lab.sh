@@ -177,8 +177,33 @@ lab_demo() {
   local ok=1
   grep -q '"received": 200, "bad": 0' "$LAB_DIR/phone.json" || ok=0
   grep -q '"received": 200, "bad": 0' "$LAB_DIR/pbx.json" || ok=0
+  local peer="$BUILD/tests/integration/srtp_peer"
+  if [ -x "$peer" ]; then
+    echo "== SRTP re-key: the teleworker speaks AES_CM_128_HMAC_SHA1_80, the PBX AEAD_AES_128_GCM"
+    local key_phone key_to_phone key_pbx key_to_pbx
+    key_phone=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(30)).decode())')
+    key_to_phone=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(30)).decode())')
+    key_pbx=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(28)).decode())')
+    key_to_pbx=$(python3 -c 'import base64,os; print(base64.b64encode(os.urandom(28)).decode())')
+    sluicectl flows add --pair \
+      --a-local $RELAY_OUT:20010 --a-port outside --a-peer $PHONE:4010 \
+      --b-local $RELAY_IN:20012 --b-port inside --b-peer $PBX:5010 --cookie 2 \
+      --a-key "AES_CM_128_HMAC_SHA1_80:$key_phone" --a-relay-key "AES_CM_128_HMAC_SHA1_80:$key_to_phone" \
+      --b-key "AEAD_AES_128_GCM:$key_pbx" --b-relay-key "AEAD_AES_128_GCM:$key_to_pbx" || return 1
+    in_pbx "$peer" recv --bind $PBX:5010 --count 200 --timeout-ms 5000 --suite aead_aes_128_gcm \
+      --key "$key_to_pbx" --json >"$LAB_DIR/pbx_srtp.json" &
+    pbx_pid=$!
+    sleep 0.2
+    # Across the 16-bit sequence wrap: the rollover counter must follow.
+    in_phone "$peer" send --to $RELAY_OUT:20010 --bind $PHONE:4010 --count 200 --seq 65436 \
+      --suite aes_cm_128_hmac_sha1_80 --key "$key_phone" --json >/dev/null
+    wait $pbx_pid
+    echo "pbx   received: $(cat "$LAB_DIR/pbx_srtp.json")"
+    sluicectl flows get $RELAY_OUT:20010
+    grep -q '"ok":200,"bad":0,"auth_fail":0' "$LAB_DIR/pbx_srtp.json" || ok=0
+  fi
   lab_stop
-  if [ $ok = 1 ]; then echo "== lab: media relayed both ways, byte-exact"; else echo "== lab: FAILED"; return 1; fi
+  if [ $ok = 1 ]; then echo "== lab: media relayed both ways, byte-exact; SRTP re-keyed across the wrap"; else echo "== lab: FAILED"; return 1; fi
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then
