@@ -277,8 +277,18 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
       retire(std::move(e.cfg));
       e.cfg = p.crypto;
     };
-    switch (flows_->upsert(p.ip, p.port, p.cfg, p.cookie, req.generation(), p.timeout_ms,
-                           publish, crypto_changed)) {
+    FlowTable::Result res = flows_->upsert(p.ip, p.port, p.cfg, p.cookie, req.generation(),
+                                           p.timeout_ms, publish, crypto_changed);
+    if (!p.crypto && existing && res == FlowTable::Result::kUpdated) {
+      // Crypto turned off: retire the config only now, after the flip, so
+      // its grace period covers every reader of the old flow config.
+      auto e = crypto_.find(flows_->slot_index(existing));
+      if (e != crypto_.end()) {
+        retire(std::move(e->second.cfg));
+        crypto_.erase(e);
+      }
+    }
+    switch (res) {
       case FlowTable::Result::kCreated: resp->set_created(resp->created() + 1); break;
       case FlowTable::Result::kUpdated: resp->set_updated(resp->updated() + 1); break;
       case FlowTable::Result::kUnchanged: resp->set_unchanged(resp->unchanged() + 1); break;
@@ -427,17 +437,15 @@ void Runtime::fill_flow(FlowSlot& s, pb::Flow* f, uint64_t now) {
       cr->set_replayed(cs.replayed.load(std::memory_order_relaxed));
       cr->set_malformed(cs.malformed.load(std::memory_order_relaxed));
       cr->set_previous_key_used(cs.prev_key_used.load(std::memory_order_relaxed));
-      cr->set_previous_key_live(cc.rx_prev && cs.prev_live);
+      cr->set_previous_key_live(cc.rx_prev && cs.prev_live.load(std::memory_order_relaxed));
       cr->set_owner_changes(cs.owner_changes.load(std::memory_order_relaxed));
       // The newest stream's rollover counter in each direction.
+      // The highest rollover counter among the tracked SSRCs (only the
+      // atomic index is read: the rest belongs to the worker).
       auto newest = [](const auto& streams) {
         uint64_t best = 0;
-        int best_stamp = -1;
         for (const auto& st : streams)
-          if (st.valid && int(st.stamp) > best_stamp) {
-            best_stamp = st.stamp;
-            best = st.highest.load(std::memory_order_relaxed);
-          }
+          best = std::max(best, st.highest.load(std::memory_order_relaxed));
         return uint32_t(best >> 16);
       };
       cr->set_decrypt_roc(newest(cs.rx_rtp));

@@ -140,9 +140,30 @@ int find(const S* s, int n, uint32_t ssrc) {
   return -1;
 }
 
-// A slot for a new SSRC: a free one, else the least recently used.
+// A slot for a new SSRC: a free one, else the least recently used, but only
+// once it has been idle for kEvictAge packets of this flow. A live stream is
+// never evicted by a burst of other SSRCs (say, captured old packets replayed
+// under the same key), which would reset its window and rollover counter.
+constexpr uint16_t kEvictAge = 64;
 template <class S>
 int victim(const S* s, int n, uint16_t clock) {
+  int best = -1;
+  uint16_t best_age = 0;
+  for (int i = 0; i < n; ++i) {
+    if (!s[i].valid) return i;
+    uint16_t age = uint16_t(clock - s[i].stamp);
+    if (age >= kEvictAge && age >= best_age) {
+      best_age = age;
+      best = i;
+    }
+  }
+  return best;
+}
+
+// The outgoing side follows whatever SSRCs its (authenticated or trusted)
+// input carries: plain least recently used.
+template <class S>
+int lru(const S* s, int n, uint16_t clock) {
   int best = 0;
   uint16_t best_age = 0;
   for (int i = 0; i < n; ++i) {
@@ -392,7 +413,7 @@ std::shared_ptr<KeySet> KeySet::from_session(Suite s, const uint8_t* enc, const 
 void CryptoState::reset() {
   config.store(nullptr, std::memory_order_relaxed);
   rx_id = prev_id = tx_id = 0;
-  prev_live = 0;
+  prev_live.store(0, std::memory_order_relaxed);
   clock = 0;
   for (auto& s : rx_rtp) reset_stream(s);
   reset_stream(prev_rtp);
@@ -744,7 +765,13 @@ void Engine::commit_rx(Op& op, Scratch& s) {
     int i = find(streams, ns, s.ssrc);
     if (i < 0) {
       // Only an authenticated packet may claim a stream slot.
-      i = victim(streams, ns, st.clock);
+      i = s.prev ? 0 : victim(streams, ns, st.clock);
+      if (i < 0) {
+        op.verdict = Verdict::kReplay;  // both streams live: refused, counted
+        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
+                           std::memory_order_relaxed);
+        return;
+      }
       reset_stream(streams[i]);
       streams[i].ssrc = s.ssrc;
       streams[i].valid = 1;
@@ -768,7 +795,13 @@ void Engine::commit_rx(Op& op, Scratch& s) {
     int ns = s.prev ? 1 : kStreams;
     int i = find(streams, ns, s.ssrc);
     if (i < 0) {
-      i = victim(streams, ns, st.clock);
+      i = s.prev ? 0 : victim(streams, ns, st.clock);
+      if (i < 0) {
+        op.verdict = Verdict::kReplay;
+        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
+                           std::memory_order_relaxed);
+        return;
+      }
       reset_stream(streams[i]);
       streams[i].ssrc = s.ssrc;
       streams[i].valid = 1;
@@ -791,7 +824,7 @@ void Engine::commit_rx(Op& op, Scratch& s) {
   if (s.prev)
     bump(st.prev_key_used, 1);
   else
-    st.prev_live = 0;  // the sender has switched: stop trying the old key
+    st.prev_live.store(0, std::memory_order_relaxed);  // the sender switched: drop the old key
 }
 
 bool Engine::prepare_tx(Op& op, Scratch& s) {
@@ -824,7 +857,7 @@ bool Engine::prepare_tx(Op& op, Scratch& s) {
     uint16_t seq = load16(p + 2);
     int i = find(st.tx_rtp, kStreams, s.ssrc);
     if (i < 0) {
-      i = victim(st.tx_rtp, kStreams, st.clock);
+      i = lru(st.tx_rtp, kStreams, st.clock);
       reset_stream(st.tx_rtp[i]);
       st.tx_rtp[i].ssrc = s.ssrc;
       st.tx_rtp[i].valid = 1;
@@ -864,7 +897,7 @@ bool Engine::prepare_tx(Op& op, Scratch& s) {
   s.ssrc = load32(p + 4);
   int i = find(st.tx_rtcp, kStreams, s.ssrc);
   if (i < 0) {
-    i = victim(st.tx_rtcp, kStreams, st.clock);
+    i = lru(st.tx_rtcp, kStreams, st.clock);
     reset_stream(st.tx_rtcp[i]);
     st.tx_rtcp[i].ssrc = s.ssrc;
     st.tx_rtcp[i].valid = 1;
@@ -909,6 +942,11 @@ void Engine::finish_tx(Op& op, Scratch& s) {
 }
 
 void Engine::run(Op* ops, int n, uint32_t worker) {
+  // Every op of a flow uses the config current now: a re-key can land
+  // between two packets of one burst, and mixing keys over one state would
+  // reset streams under the old key (and reuse its nonces).
+  for (int i = 0; i < n; ++i)
+    if (const CryptoConfig* c = ops[i].st->config.load(std::memory_order_acquire)) ops[i].cfg = c;
   // With many flows the per-flow state and keys are cache misses, and each
   // is reached through the one before (config -> key set -> key schedule).
   // Walk the batch once per level so the misses of a level overlap.
@@ -950,9 +988,9 @@ void Engine::run(Op* ops, int n, uint32_t worker) {
           if (st.rx_rtcp[k].valid && int16_t(st.rx_rtcp[k].stamp - st.rx_rtcp[q].stamp) > 0) q = k;
         st.prev_rtcp = st.rx_rtcp[q];
         st.prev_id = st.rx_id;
-        st.prev_live = 1;
+        st.prev_live.store(1, std::memory_order_relaxed);
       } else {
-        st.prev_live = 0;
+        st.prev_live.store(0, std::memory_order_relaxed);
       }
       for (auto& s : st.rx_rtp) reset_stream(s);
       for (auto& s : st.rx_rtcp) reset_stream(s);
@@ -985,7 +1023,7 @@ void Engine::run(Op* ops, int n, uint32_t worker) {
         continue;
       }
       const CryptoState& st = *op.st;
-      if (st.prev_live && op.cfg->rx_prev && op.cfg->rx_prev->id() == st.prev_id) {
+      if (st.prev_live.load(std::memory_order_relaxed) && op.cfg->rx_prev && op.cfg->rx_prev->id() == st.prev_id) {
         s.retry = true;
         any_retry = true;
       } else {

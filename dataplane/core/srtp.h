@@ -165,7 +165,7 @@ struct alignas(64) CryptoState {
   uint64_t rx_id = 0, tx_id = 0;  // KeySet ids the streams belong to
   std::atomic<uint32_t> owner{UINT32_MAX};  // worker that last used the state
   uint16_t clock = 0;
-  uint8_t prev_live = 0;  // try rx_prev until rx authenticates a packet
+  std::atomic<uint8_t> prev_live{0};  // try rx_prev until rx authenticates a packet
   std::atomic<uint64_t> decrypted{0}, encrypted{0};
   RxRtp rx_rtp[kStreams];
   TxRtp tx_rtp[kStreams];

@@ -513,3 +513,29 @@ TEST_CASE("a burst mixing flows, suites and directions", "[srtp]") {
     }
   }
 }
+
+TEST_CASE("a third SSRC cannot evict two live streams", "[srtp]") {
+  // Evicting a live stream would reset its replay window and ROC; so a new
+  // SSRC only takes a slot idle for 64 packets of the flow.
+  Engine eng;
+  Suite s = Suite::kAesCm128Sha1_80;
+  Bytes m = master(s, 11);
+  Lib sender(s, m, false);
+  Flow relay(&eng);
+  relay.cfg.rx = keys(s, m, 1);
+  auto send = [&](uint32_t ssrc, uint16_t seq) {
+    Bytes p = rtp(seq, ssrc, 20);
+    sender.protect(p, false);
+    return relay.run(p, false);
+  };
+  uint16_t seq = 100;
+  for (int i = 0; i < 10; ++i) {
+    REQUIRE(send(0xa, seq) == Verdict::kOk);
+    REQUIRE(send(0xb, seq) == Verdict::kOk);
+    ++seq;
+  }
+  CHECK(send(0xc, 1) == Verdict::kReplay);  // both slots live: refused
+  for (int i = 0; i < 70; ++i) REQUIRE(send(0xa, seq++) == Verdict::kOk);
+  CHECK(send(0xc, 2) == Verdict::kOk);  // 0xb went quiet: its slot is taken
+  CHECK(send(0xa, seq++) == Verdict::kOk);
+}
