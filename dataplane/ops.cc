@@ -239,7 +239,7 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
     p.cookie = s.cookie();
     const FlowSlot* existing = flows_->lookup_index(aidx, p.port);
     if (grpc::Status st = parse_crypto(s, f, c.kind, existing, &p.crypto); !st.ok()) return st;
-    c.crypto = p.crypto ? 1 : 0;
+    c.crypto = p.crypto ? uint8_t(1 | (p.crypto->rx ? 2 : 0)) : 0;
     if (!existing) ++new_keys;
     parsed.push_back(p);
   }

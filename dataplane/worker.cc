@@ -147,7 +147,7 @@ int Runtime::worker_main(Worker& w) {
       op.len = uint32_t(net::load16(udp + 4)) - 8;
       op.room = uint32_t(pend[i].m->buf_len - (op.p - buf));
       op.st = cw.state;
-      op.cfg = cw.config;
+      op.cfg = nullptr;  // the engine reads the flow's current config
       op.rtcp = cw.rtcp;
     }
     engine.run(ops, n, w.id);

@@ -41,7 +41,9 @@ struct FlowConfig {
   uint8_t ttl_value = 64;
   FlowKind kind = FlowKind::kRtp;
   uint8_t worker = 0;  // owning worker index
-  uint8_t crypto = 0;  // 1: SRTP state in the CryptoTable at this slot's index
+  // SRTP: bit 0 the flow has state in the CryptoTable at its slot's index;
+  // bit 1 it decrypts (it latches only on authenticated packets).
+  uint8_t crypto = 0;
 
   bool operator==(const FlowConfig& o) const;
 };

@@ -222,15 +222,11 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   // SRTP flows: the crypto state lives beside the flow table. A packet that
   // must be decrypted latches only once it authenticates (a forged packet
   // must not steer the media), so the decision is only peeked at here.
-  srtp::CryptoState* cs = nullptr;
-  const srtp::CryptoConfig* cc = nullptr;
-  if (cfg.crypto) {
-    cs = dp.crypto->get(dp.flows->slot_index(slot));
-    // Acquire pairs with the control lcore's release store of the config.
-    cc = cs->config.load(std::memory_order_acquire);
-    if (!cc) return drop(Drop::kSrtpMalformed);
-  }
-  bool defer_latch = cc && cc->rx;
+  // The state itself is not touched here (the engine prefetches it for the
+  // whole burst); its address is arithmetic.
+  const bool cc = cfg.crypto & 1;
+  srtp::CryptoState* cs = cc ? dp.crypto->get(dp.flows->slot_index(slot)) : nullptr;
+  const bool defer_latch = cfg.crypto & 2;
   LatchVerdict lv = defer_latch ? latch_peek(cfg, st, src, sport) : latch_decide(cfg, st, src, sport);
   if (lv == LatchVerdict::kReject) {
     count_flow_drop(st, Drop::kLatchRejected);
@@ -330,7 +326,6 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
     CryptoWork& w = out.crypto;
     w.slot = slot;
     w.state = cs;
-    w.config = cc;
     w.l3 = uint32_t(ip - buf);
     w.ihl = ihl;
     w.src_ip = src;

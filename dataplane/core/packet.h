@@ -67,8 +67,7 @@ static_assert(sizeof(WorkerEvent) == 16, "ring element size");
 // What finish_crypto() needs from process_frame().
 struct CryptoWork {
   FlowSlot* slot = nullptr;
-  srtp::CryptoState* state = nullptr;
-  const srtp::CryptoConfig* config = nullptr;
+  srtp::CryptoState* state = nullptr;  // the engine loads its current config
   uint32_t l3 = 0;        // IPv4 header offset in the buffer
   uint32_t ihl = 0;
   uint32_t src_ip = 0;    // the sender, for a latch decided after authentication

@@ -942,18 +942,26 @@ void Engine::finish_tx(Op& op, Scratch& s) {
 }
 
 void Engine::run(Op* ops, int n, uint32_t worker) {
+  // With many flows the per-flow state and keys are cache misses, and each
+  // is reached through the one before (state -> config -> key set). Walk the
+  // batch once per level so that the misses of a level overlap.
+  for (int i = 0; i < n; ++i) {
+    __builtin_prefetch(ops[i].st, 1);
+    __builtin_prefetch(reinterpret_cast<const char*>(ops[i].st) + 64, 1);
+  }
   // Every op of a flow uses the config current now: a re-key can land
   // between two packets of one burst, and mixing keys over one state would
   // reset streams under the old key (and reuse its nonces).
-  for (int i = 0; i < n; ++i)
-    if (const CryptoConfig* c = ops[i].st->config.load(std::memory_order_acquire)) ops[i].cfg = c;
-  // With many flows the per-flow state and keys are cache misses, and each
-  // is reached through the one before (config -> key set -> key schedule).
-  // Walk the batch once per level so the misses of a level overlap.
+  static const CryptoConfig kNoKeys;
   for (int i = 0; i < n; ++i) {
+    ops[i].verdict = Verdict::kOk;
+    if (const CryptoConfig* c = ops[i].st->config.load(std::memory_order_acquire)) {
+      ops[i].cfg = c;
+    } else if (!ops[i].cfg) {
+      ops[i].cfg = &kNoKeys;  // not published (yet): nothing to do it with
+      ops[i].verdict = Verdict::kMalformed;
+    }
     __builtin_prefetch(ops[i].cfg);
-    __builtin_prefetch(ops[i].st, 1);
-    __builtin_prefetch(reinterpret_cast<const char*>(ops[i].st) + 64, 1);
   }
   for (int i = 0; i < n; ++i) {
     const CryptoConfig& c = *ops[i].cfg;
@@ -969,7 +977,6 @@ void Engine::run(Op* ops, int n, uint32_t worker) {
   // newest streams as the fallback until the sender is seen switching.
   for (int i = 0; i < n; ++i) {
     Op& op = ops[i];
-    op.verdict = Verdict::kOk;
     CryptoState& st = *op.st;
     uint32_t o = st.owner.load(std::memory_order_relaxed);
     if (o != worker) {
@@ -1008,7 +1015,8 @@ void Engine::run(Op* ops, int n, uint32_t worker) {
   for (int i = 0; i < n; ++i) {
     Op& op = ops[i];
     scratch_[i].job = JobFlags{};
-    if (op.cfg->rx) any_rx |= prepare_rx(op, scratch_[i], *op.cfg->rx, false);
+    if (op.cfg->rx && op.verdict == Verdict::kOk)
+      any_rx |= prepare_rx(op, scratch_[i], *op.cfg->rx, false);
   }
   if (any_rx) {
     flush();
