@@ -1,5 +1,7 @@
 #include "dataplane/core/net.h"
 
+#include <cstring>
+
 #include <cstdio>
 
 namespace sluice::net {
@@ -77,20 +79,47 @@ std::optional<std::pair<uint32_t, uint8_t>> parse_prefix(std::string_view s) {
 }
 
 uint64_t csum_partial(const uint8_t* p, size_t len, uint64_t sum) {
-  // Sum 32-bit big-endian words into a 64-bit accumulator; the compiler
-  // vectorises this loop. Folding happens once at the end.
-  while (len >= 4) {
-    sum += load32(p);
+  // A one's-complement sum does not depend on byte order (RFC 1071 2.B):
+  // add native 64-bit words with end-around carry, fold to 16 bits, and swap
+  // once into the big-endian domain the callers add pseudo-headers in.
+  static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "little-endian host");
+  uint64_t s = 0, carry = 0;
+  while (len >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    s += v;
+    carry += s < v;
+    p += 8;
+    len -= 8;
+  }
+  if (len >= 4) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    s += v;
+    carry += s < v;
     p += 4;
     len -= 4;
   }
   if (len >= 2) {
-    sum += load16(p);
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    s += v;
+    carry += s < v;
     p += 2;
     len -= 2;
   }
-  if (len) sum += uint32_t(p[0]) << 8;
-  return sum;
+  if (len) {
+    uint64_t v = p[0];  // the odd byte is the high byte of a zero-padded word
+    s += v;
+    carry += s < v;
+  }
+  uint64_t t = s + carry;
+  if (t < s) ++t;
+  t = (t & 0xffffffff) + (t >> 32);
+  t = (t & 0xffffffff) + (t >> 32);
+  t = (t & 0xffff) + (t >> 16);
+  t = (t & 0xffff) + (t >> 16);
+  return sum + __builtin_bswap16(uint16_t(t));
 }
 
 uint16_t ipv4_header_checksum(const uint8_t* ip, size_t hlen) {
