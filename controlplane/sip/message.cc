@@ -108,6 +108,72 @@ bool valid_uri(std::string_view u) {
 }
 
 bool sip_version(std::string_view v) { return ieq(v, "SIP/2.0"); }
+
+// ";name[=value]" parameters after an address or a Via sent-by: no empty
+// parameter (";;", a trailing ";") and names are tokens.
+bool params_ok(std::string_view p) {
+  while (!p.empty()) {
+    p = trim(p);
+    if (p.empty()) return true;
+    if (p[0] != ';') return false;
+    p.remove_prefix(1);
+    size_t end = 0;
+    bool quoted = false;
+    while (end < p.size() && (quoted || p[end] != ';')) {
+      if (p[end] == '"') quoted = !quoted;
+      if (quoted && p[end] == '\\') ++end;
+      ++end;
+    }
+    std::string_view one = trim(p.substr(0, std::min(end, p.size())));
+    size_t eq = one.find('=');
+    if (!is_token(trim(one.substr(0, eq)))) return false;
+    if (eq != std::string_view::npos && trim(one.substr(eq + 1)).empty()) return false;
+    p.remove_prefix(std::min(end, p.size()));
+  }
+  return true;
+}
+
+// One To/From/Contact/Route value (RFC 3261 20.10, 25.1): a name-addr
+// ([display-name] <URI>) or an addr-spec, then parameters. A display name is
+// a quoted string or tokens separated by whitespace; the URI inside < > has
+// no whitespace; an addr-spec may not carry '?' headers (it would need < >).
+bool address_ok(std::string_view v, bool star_ok) {
+  v = trim(v);
+  if (star_ok && v == "*") return true;
+  size_t lt = std::string_view::npos;
+  bool quoted = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (quoted) {
+      if (v[i] == '\\') ++i;
+      else if (v[i] == '"') quoted = false;
+      continue;
+    }
+    if (v[i] == '"') quoted = true;
+    else if (v[i] == '<') { lt = i; break; }
+    else if (v[i] == ';') break;
+  }
+  if (lt != std::string_view::npos) {
+    std::string_view dn = trim(v.substr(0, lt));
+    if (!dn.empty() && dn[0] != '"') {
+      for (char c : dn)
+        if (!token_char(c) && !is_ws(c)) return false;
+    }
+    size_t gt = v.find('>', lt);
+    if (gt == std::string_view::npos) return false;
+    std::string_view uri = v.substr(lt + 1, gt - lt - 1);
+    if (uri.empty() || uri.find_first_of(" \t") != std::string_view::npos ||
+        uri.find(':') == std::string_view::npos)
+      return false;
+    return params_ok(v.substr(gt + 1));
+  }
+  // addr-spec: the URI runs to the first ';' (the rest are header params).
+  size_t semi = v.find(';');
+  std::string_view uri = trim(v.substr(0, semi));
+  if (uri.empty() || uri.find(':') == std::string_view::npos ||
+      uri.find_first_of(" \t?,\"") != std::string_view::npos)
+    return false;
+  return semi == std::string_view::npos || params_ok(v.substr(semi));
+}
 bool looks_like_version(std::string_view v) { return v.size() > 4 && ieq(v.substr(0, 4), "SIP/"); }
 
 }  // namespace
@@ -127,7 +193,10 @@ const char* describe(Error e) {
     case Error::kCSeqMismatch: return "CSeq method does not match the request";
     case Error::kBadMaxForwards: return "bad Max-Forwards";
     case Error::kBadVia: return "bad Via";
-    case Error::kBadQuoting: return "unbalanced quotes or angle brackets";
+    case Error::kBadQuoting: return "unbalanced quotes or brackets, or an empty list element";
+    case Error::kRepeatedHeader: return "single-value header repeated";
+    case Error::kBadAddress: return "malformed address";
+    case Error::kBadDate: return "Date is not in GMT";
   }
   return "?";
 }
@@ -168,13 +237,15 @@ bool split_list(std::string_view v, std::vector<std::string_view>* out) {
       --angle;
     } else if (c == ',' && !angle) {
       std::string_view item = trim(v.substr(start, i - start));
-      if (!item.empty()) out->push_back(item);
+      if (item.empty()) return false;
+      out->push_back(item);
       start = i + 1;
     }
   }
   if (quoted || angle) return false;
   std::string_view item = trim(v.substr(start));
-  if (!item.empty()) out->push_back(item);
+  if (item.empty()) return !out->empty() ? false : true;
+  out->push_back(item);
   return true;
 }
 
@@ -254,9 +325,22 @@ Error parse(std::string_view in, bool stream, Message* out, size_t* used) {
     lines.push_back(head.substr(pos, e - pos));
     pos = e + 2;
   }
-  for (std::string_view l : lines)
-    for (char c : l)
-      if (c == '\0' || c == '\r' || c == '\n') return Error::kBadHeader;
+  for (std::string_view l : lines) {
+    // NUL only as a quoted-pair inside a quoted string (RFC 3261 25.1); bare
+    // CR or LF never.
+    bool quoted = false;
+    for (size_t i = 0; i < l.size(); ++i) {
+      char c = l[i];
+      if (c == '\r' || c == '\n') return Error::kBadHeader;
+      if (quoted && c == '\\' && i + 1 < l.size()) {
+        if (l[i + 1] == '\r' || l[i + 1] == '\n') return Error::kBadHeader;
+        ++i;
+        continue;
+      }
+      if (c == '"') quoted = !quoted;
+      if (c == '\0' && !quoted) return Error::kBadHeader;
+    }
+  }
 
   // Start line.
   std::string_view start = lines[0];
@@ -281,6 +365,13 @@ Error parse(std::string_view in, bool stream, Message* out, size_t* used) {
     std::string_view method = start.substr(0, a), uri = start.substr(a + 1, b - a - 1),
                      version = start.substr(b + 1);
     if (!is_token(method) || !valid_uri(uri)) return Error::kBadStartLine;
+    // RFC 3261 19.1.1: no headers component in a SIP Request-URI.
+    // The user part may itself hold '?' (RFC 4475 3.1.1.2): look after '@'.
+    if (ieq(uri.substr(0, 4), "sip:") || ieq(uri.substr(0, 5), "sips:")) {
+      size_t at = uri.rfind('@');
+      if (uri.find('?', at == std::string_view::npos ? 0 : at) != std::string_view::npos)
+        return Error::kBadStartLine;
+    }
     if (version.find(' ') != std::string_view::npos || version.find('\t') != std::string_view::npos)
       return Error::kBadStartLine;
     if (!sip_version(version)) return looks_like_version(version) ? Error::kBadVersion : Error::kBadStartLine;
@@ -319,6 +410,27 @@ Error parse(std::string_view in, bool stream, Message* out, size_t* used) {
       if (out->headers.size() > kMaxHeaders) return Error::kTooLarge;
     } else {
       out->headers.push_back(std::move(h));
+    }
+  }
+
+  // Single-value headers (RFC 3261 7.3.1) must not repeat.
+  for (const char* one : {"Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Type"})
+    if (out->count(one) > 1) return Error::kRepeatedHeader;
+  for (const Header& h : out->headers) {
+    bool contact = h.name == "Contact";
+    if (contact || h.name == "To" || h.name == "From" || h.name == "Route" ||
+        h.name == "Record-Route" || h.name == "Reply-To") {
+      if (h.name == "To" || h.name == "From") {
+        if (!split_list(h.value, &items) || items.size() != 1) return Error::kBadAddress;
+      }
+      if (!address_ok(h.value, contact)) return Error::kBadAddress;
+    } else if (h.name == "Via") {
+      size_t semi = h.value.find(';');
+      if (semi != std::string::npos && !params_ok(std::string_view(h.value).substr(semi)))
+        return Error::kBadVia;
+    } else if (h.name == "Date") {
+      std::string_view d = trim(h.value);
+      if (d.size() < 4 || d.substr(d.size() - 4) != " GMT") return Error::kBadDate;
     }
   }
 

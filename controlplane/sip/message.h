@@ -32,6 +32,9 @@ enum class Error : uint8_t {
   kBadMaxForwards,    // not 0..255
   kBadVia,            // no sent-protocol / sent-by
   kBadQuoting,        // unbalanced quotes or angle brackets
+  kRepeatedHeader,    // a single-value header (Call-ID, CSeq, ...) twice
+  kBadAddress,        // To/From/Contact/Route not a valid name-addr or addr-spec
+  kBadDate,           // Date not in RFC 1123 GMT form
 };
 const char* describe(Error e);
 
@@ -80,7 +83,8 @@ Error parse(std::string_view in, bool stream, Message* out, size_t* used);
 std::string canonical_name(std::string_view name);
 
 // Splits a header value at commas that are outside quotes and <...>.
-// Returns false if quotes or brackets are unbalanced.
+// Returns false if quotes or brackets are unbalanced or an element is empty
+// ("a,,b", a trailing comma).
 bool split_list(std::string_view value, std::vector<std::string_view>* out);
 
 // The value of parameter `name` (";name=value", case-insensitive name) in a
