@@ -51,3 +51,10 @@ program_pair() {
     --a-local $RELAY_OUT:20000 --a-port outside --a-peer $PHONE:4000 \
     --b-local $RELAY_IN:20002 --b-port inside --b-peer $PBX:5000 "$@" >/dev/null
 }
+
+# SRTP tests: the libsrtp2 peer, run in a namespace; random SDES keys.
+PEER="$BUILD/tests/integration/srtp_peer"
+key() { python3 -c "import base64,os; print(base64.b64encode(os.urandom($1)).decode())"; }
+in_ns() { local ns=$1; shift; ip netns exec "$ns" "$PEER" "$@"; }
+CM=aes_cm_128_hmac_sha1_80
+GCM=aead_aes_128_gcm

@@ -5,11 +5,6 @@
 # and wrong-key packets dropped and counted, the auth-failure event, and a key
 # replaced on a live flow.
 source "$(dirname "$0")/lib.sh"
-PEER="$BUILD/tests/integration/srtp_peer"
-key() { python3 -c "import base64,os; print(base64.b64encode(os.urandom($1)).decode())"; }
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$PEER" "$@"; }
-CM=aes_cm_128_hmac_sha1_80
-GCM=aead_aes_128_gcm
 KA=$(key 30) KRA=$(key 30) KB=$(key 28) KRB=$(key 28) KA2=$(key 30) KWRONG=$(key 30)
 lab_up || exit 1
 lab_start || exit 1

@@ -5,11 +5,6 @@
 # that load every stream must re-key cleanly and no crypto state may ever be
 # used by a second worker (owner_changes counts exactly that).
 source "$(dirname "$0")/lib.sh"
-PEER="$BUILD/tests/integration/srtp_peer"
-key() { python3 -c "import base64,os; print(base64.b64encode(os.urandom($1)).decode())"; }
-in_ns() { local ns=$1; shift; ip netns exec "$ns" "$PEER" "$@"; }
-CM=aes_cm_128_hmac_sha1_80
-GCM=aead_aes_128_gcm
 STREAMS=8
 COUNT=3000
 lab_up || exit 1
