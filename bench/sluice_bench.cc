@@ -125,6 +125,15 @@ pb::SrtpKey bench_key(sluice::srtp::Suite s) {
   return out;
 }
 
+// The same key, expanded as the generator (and the ceiling run) use it.
+std::shared_ptr<sluice::srtp::KeySet> bench_keyset(sluice::srtp::Suite s) {
+  pb::SrtpKey k = bench_key(s);
+  return sluice::srtp::KeySet::create(
+      s, reinterpret_cast<const uint8_t*>(k.master_key().data()), k.master_key().size(),
+      reinterpret_cast<const uint8_t*>(k.master_salt().data()), k.master_salt().size(), true,
+      false, 1);
+}
+
 // The cipher ceiling: the relay's own SRTP work for this mode (the engine
 // the workers use, batches of 32 over up to 65536 flows' state), timed back
 // to back on this core with no packet I/O. Inputs are protected beforehand,
@@ -132,11 +141,7 @@ pb::SrtpKey bench_key(sluice::srtp::Suite s) {
 double cipher_ceiling(const Options& o, double seconds) {
   using namespace sluice::srtp;
   const uint32_t nflows = std::min<uint32_t>(o.flows, 65536);
-  pb::SrtpKey k = bench_key(o.suite);
-  auto ks = KeySet::create(o.suite, reinterpret_cast<const uint8_t*>(k.master_key().data()),
-                           k.master_key().size(),
-                           reinterpret_cast<const uint8_t*>(k.master_salt().data()),
-                           k.master_salt().size(), true, false, 1);
+  auto ks = bench_keyset(o.suite);
   CryptoConfig sender_cfg, relay_cfg;
   sender_cfg.tx = ks;
   bool protected_in = o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey;
@@ -522,11 +527,7 @@ int main(int argc, char** argv) {
     gp.crypto = true;
     const uint32_t tag = sluice::srtp::info(o.suite).srtp_tag;
     if (o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey) {
-      pb::SrtpKey k = bench_key(o.suite);
-      gp.keys = sluice::srtp::KeySet::create(
-          o.suite, reinterpret_cast<const uint8_t*>(k.master_key().data()), k.master_key().size(),
-          reinterpret_cast<const uint8_t*>(k.master_salt().data()), k.master_salt().size(), true,
-          false, 1);
+      gp.keys = bench_keyset(o.suite);
     }
     gp.reply_delta = o.crypto == Crypto::kDecrypt ? -int(tag)
                      : o.crypto == Crypto::kEncrypt ? int(tag) : 0;

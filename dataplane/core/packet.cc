@@ -387,7 +387,6 @@ Outcome finish_crypto(const DataplaneView& dp, uint8_t* buf, const Outcome& o, s
   uint32_t udp_len = net::kUdpHdr + payload_len;
   uint32_t tot = w.ihl + udp_len;
   store16(ip + 2, uint16_t(tot));
-  store16(ip + 10, 0);
   store16(ip + 10, net::ipv4_header_checksum(ip, w.ihl));
   store16(udp + 4, uint16_t(udp_len));
   store16(udp + 6, net::udp4_checksum(load32(ip + 12), load32(ip + 16), udp, udp_len));

@@ -756,71 +756,50 @@ void Engine::restore(Op& op, Scratch& s) {
   std::memcpy(p + tag_at, s.saved, s.tag_len);
 }
 
+namespace {
+
+uint64_t highest_of(const RxRtp& s) { return s.highest.load(std::memory_order_relaxed); }
+uint64_t highest_of(const RxRtcp& s) { return s.highest; }
+void set_highest(RxRtp& s, uint64_t v) { s.highest.store(v, std::memory_order_relaxed); }
+void set_highest(RxRtcp& s, uint64_t v) { s.highest = uint32_t(v); }
+
+// Records an authenticated index in its SSRC's stream (claiming a slot for a
+// new SSRC). False: a replay (a duplicate within the batch) or no slot free.
+template <class S>
+bool accept(S* streams, int ns, bool prev, uint32_t ssrc, uint64_t index, uint16_t* clock) {
+  int i = find(streams, ns, ssrc);
+  if (i < 0) {
+    // Only an authenticated packet may claim a stream slot.
+    i = prev ? 0 : victim(streams, ns, *clock);
+    if (i < 0) return false;  // both streams live: refused, counted as a replay
+    reset_stream(streams[i]);
+    streams[i].ssrc = ssrc;
+    streams[i].valid = 1;
+    set_highest(streams[i], index);
+    streams[i].window[0] = 1;
+  } else {
+    uint64_t hi = highest_of(streams[i]);
+    if (seen(streams[i].window, hi, index)) return false;
+    mark(streams[i].window, &hi, index);
+    set_highest(streams[i], hi);
+  }
+  streams[i].stamp = (*clock)++;
+  return true;
+}
+
+}  // namespace
+
 void Engine::commit_rx(Op& op, Scratch& s) {
   CryptoState& st = *op.st;
-  bump(st.decrypted, 1);  // undone below on replay
-  if (!op.rtcp) {
-    RxRtp* streams = s.prev ? &st.prev_rtp : st.rx_rtp;
-    int ns = s.prev ? 1 : kStreams;
-    int i = find(streams, ns, s.ssrc);
-    if (i < 0) {
-      // Only an authenticated packet may claim a stream slot.
-      i = s.prev ? 0 : victim(streams, ns, st.clock);
-      if (i < 0) {
-        op.verdict = Verdict::kReplay;  // both streams live: refused, counted
-        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
-                           std::memory_order_relaxed);
-        return;
-      }
-      reset_stream(streams[i]);
-      streams[i].ssrc = s.ssrc;
-      streams[i].valid = 1;
-      streams[i].highest.store(s.index, std::memory_order_relaxed);
-      streams[i].window[0] = 1;
-    } else {
-      uint64_t hi = streams[i].highest.load(std::memory_order_relaxed);
-      if (seen(streams[i].window, hi, s.index)) {
-        op.verdict = Verdict::kReplay;  // a duplicate within this batch
-        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
-                           std::memory_order_relaxed);
-        return;
-      }
-      mark(streams[i].window, &hi, s.index);
-      streams[i].highest.store(hi, std::memory_order_relaxed);
-    }
-    streams[i].stamp = st.clock++;
-    op.len = s.n;
-  } else {
-    RxRtcp* streams = s.prev ? &st.prev_rtcp : st.rx_rtcp;
-    int ns = s.prev ? 1 : kStreams;
-    int i = find(streams, ns, s.ssrc);
-    if (i < 0) {
-      i = s.prev ? 0 : victim(streams, ns, st.clock);
-      if (i < 0) {
-        op.verdict = Verdict::kReplay;
-        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
-                           std::memory_order_relaxed);
-        return;
-      }
-      reset_stream(streams[i]);
-      streams[i].ssrc = s.ssrc;
-      streams[i].valid = 1;
-      streams[i].highest = uint32_t(s.index);
-      streams[i].window[0] = 1;
-    } else {
-      if (seen(streams[i].window, streams[i].highest, s.index)) {
-        op.verdict = Verdict::kReplay;
-        st.decrypted.store(st.decrypted.load(std::memory_order_relaxed) - 1,
-                           std::memory_order_relaxed);
-        return;
-      }
-      uint64_t hi = streams[i].highest;
-      mark(streams[i].window, &hi, s.index);
-      streams[i].highest = uint32_t(hi);
-    }
-    streams[i].stamp = st.clock++;
-    op.len = s.n;
+  int ns = s.prev ? 1 : kStreams;
+  bool ok = op.rtcp ? accept(s.prev ? &st.prev_rtcp : st.rx_rtcp, ns, s.prev, s.ssrc, s.index, &st.clock)
+                    : accept(s.prev ? &st.prev_rtp : st.rx_rtp, ns, s.prev, s.ssrc, s.index, &st.clock);
+  if (!ok) {
+    op.verdict = Verdict::kReplay;
+    return;
   }
+  op.len = s.n;
+  bump(st.decrypted, 1);
   if (s.prev)
     bump(st.prev_key_used, 1);
   else
