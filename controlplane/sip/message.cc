@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstdlib>
 #include <cstring>
+
+#include <openssl/rand.h>
 
 namespace sluice::sip {
 
@@ -506,6 +509,190 @@ Error parse(std::string_view in, bool stream, Message* out, size_t* used) {
   out->from_tag = param(*out->get("From"), "tag");
   out->to_tag = param(*out->get("To"), "tag");
   return Error::kNone;
+}
+
+
+void Message::set(std::string_view name, std::string value) {
+  for (size_t i = 0; i < headers.size(); ++i) {
+    if (!ieq(headers[i].name, name)) continue;
+    headers[i].value = std::move(value);
+    size_t j = i + 1;
+    for (size_t k = i + 1; k < headers.size(); ++k)
+      if (!ieq(headers[k].name, name)) headers[j++] = std::move(headers[k]);
+    headers.resize(j);
+    return;
+  }
+  add(name, std::move(value));
+}
+
+void Message::remove(std::string_view name) {
+  headers.erase(std::remove_if(headers.begin(), headers.end(),
+                               [&](const Header& h) { return ieq(h.name, name); }),
+                headers.end());
+}
+
+void Message::add(std::string_view name, std::string value) {
+  size_t at = headers.size();
+  for (size_t i = headers.size(); i-- > 0;)
+    if (ieq(headers[i].name, name)) { at = i + 1; break; }
+  headers.insert(headers.begin() + at, Header{canonical_name(name), std::move(value)});
+}
+
+void Message::prepend(std::string_view name, std::string value) {
+  size_t at = headers.size();
+  for (size_t i = 0; i < headers.size(); ++i)
+    if (ieq(headers[i].name, name)) { at = i; break; }
+  headers.insert(headers.begin() + at, Header{canonical_name(name), std::move(value)});
+}
+
+std::vector<std::string> Message::all(std::string_view name) const {
+  std::vector<std::string> out;
+  for (const Header& h : headers)
+    if (ieq(h.name, name)) out.push_back(h.value);
+  return out;
+}
+
+std::string uri_of(std::string_view v) {
+  v = trim(v);
+  // name-addr: the URI is inside the first <...> outside quotes.
+  bool quoted = false;
+  for (size_t i = 0; i < v.size(); ++i) {
+    char c = v[i];
+    if (quoted) {
+      if (c == '\\') ++i;
+      else if (c == '"') quoted = false;
+      continue;
+    }
+    if (c == '"') { quoted = true; continue; }
+    if (c == '<') {
+      size_t end = v.find('>', i + 1);
+      if (end == std::string_view::npos) return std::string();
+      return std::string(trim(v.substr(i + 1, end - i - 1)));
+    }
+  }
+  // addr-spec: header parameters follow the first ';'.
+  size_t semi = v.find(';');
+  return std::string(trim(v.substr(0, semi)));
+}
+
+std::string set_param(std::string_view value, std::string_view name, std::string_view v) {
+  std::string out(value);
+  // Find the parameter area: after the closing '>' of a name-addr, else the
+  // whole value (addr-spec headers carry their parameters after the URI).
+  size_t from = 0;
+  size_t gt = out.rfind('>');
+  if (gt != std::string::npos) from = gt + 1;
+  std::string want = std::string(name);
+  size_t i = from;
+  while ((i = out.find(';', i)) != std::string::npos) {
+    size_t end = out.find(';', i + 1);
+    if (end == std::string::npos) end = out.size();
+    std::string_view p = trim(std::string_view(out).substr(i + 1, end - i - 1));
+    std::string_view pn = trim(p.substr(0, p.find('=')));
+    if (ieq(pn, want)) {
+      out.erase(i, end - i);
+      break;
+    }
+    i = end;
+  }
+  out += ";" + want;
+  if (!v.empty()) out += "=" + std::string(v);
+  return out;
+}
+
+bool parse_uri(std::string_view u, Uri* out) {
+  *out = Uri{};
+  u = trim(u);
+  size_t colon = u.find(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  out->scheme = std::string(u.substr(0, colon));
+  for (char& c : out->scheme) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  std::string_view rest = u.substr(colon + 1);
+  size_t q = rest.find('?');
+  if (q != std::string_view::npos) rest = rest.substr(0, q);
+  size_t at = rest.rfind('@');
+  std::string_view hostpart = rest;
+  if (at != std::string_view::npos) {
+    std::string_view user = rest.substr(0, at);
+    size_t up = user.find(':');  // user:password
+    out->user = std::string(user.substr(0, up));
+    hostpart = rest.substr(at + 1);
+  }
+  size_t semi = hostpart.find(';');
+  if (semi != std::string_view::npos) {
+    out->params = std::string(hostpart.substr(semi));
+    hostpart = hostpart.substr(0, semi);
+  }
+  if (hostpart.empty()) return false;
+  if (hostpart.front() == '[') {
+    size_t rb = hostpart.find(']');
+    if (rb == std::string_view::npos) return false;
+    out->host = std::string(hostpart.substr(1, rb - 1));
+    hostpart = hostpart.substr(rb + 1);
+    if (!hostpart.empty() && hostpart.front() != ':') return false;
+  } else {
+    size_t pc = hostpart.find(':');
+    out->host = std::string(hostpart.substr(0, pc));
+    hostpart = pc == std::string_view::npos ? std::string_view() : hostpart.substr(pc);
+  }
+  if (out->host.empty()) return false;
+  if (!hostpart.empty()) {
+    std::string_view p = hostpart.substr(1);
+    if (p.empty() || p.size() > 5) return false;
+    uint32_t n = 0;
+    for (char c : p) {
+      if (c < '0' || c > '9') return false;
+      n = n * 10 + static_cast<uint32_t>(c - '0');
+    }
+    if (n == 0 || n > 65535) return false;
+    out->port = static_cast<uint16_t>(n);
+  }
+  return true;
+}
+
+Message make_response(const Message& req, int code, std::string_view reason,
+                      std::string_view to_tag) {
+  Message r;
+  r.request = false;
+  r.status = code;
+  r.reason = std::string(reason);
+  for (const Header& h : req.headers) {
+    if (h.name == "Via" || h.name == "From" || h.name == "Call-ID" || h.name == "CSeq" ||
+        (h.name == "Record-Route" && code > 100 && code < 300)) {
+      r.headers.push_back(h);
+    } else if (h.name == "To") {
+      Header t = h;
+      if (code > 100 && !to_tag.empty() && param(t.value, "tag").empty())
+        t.value = set_param(t.value, "tag", to_tag);
+      r.headers.push_back(std::move(t));
+    }
+  }
+  r.call_id = req.call_id;
+  r.cseq = req.cseq;
+  r.cseq_method = req.cseq_method;
+  r.top_branch = req.top_branch;
+  r.from_tag = req.from_tag;
+  const std::string* to = r.get("To");
+  r.to_tag = to ? param(*to, "tag") : std::string();
+  return r;
+}
+
+std::string random_token(size_t n) {
+  static const char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::string out(n, 'x');
+  unsigned char buf[64];
+  size_t have = 0, used = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (used == have) {
+      have = std::min(sizeof buf, n - i);
+      if (RAND_bytes(buf, static_cast<int>(have)) != 1) {
+        for (size_t k = 0; k < have; ++k) buf[k] = static_cast<unsigned char>(std::rand());
+      }
+      used = 0;
+    }
+    out[i] = kAlphabet[buf[used++] % 36];
+  }
+  return out;
 }
 
 }  // namespace sluice::sip

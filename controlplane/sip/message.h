@@ -65,6 +65,13 @@ struct Message {
   // First value of a header (canonical name, case-insensitive), or null.
   const std::string* get(std::string_view name) const;
   size_t count(std::string_view name) const;
+  // Editing, for the B2BUA and the transaction layer (canonical names).
+  void set(std::string_view name, std::string value);  // replaces every entry
+  void remove(std::string_view name);
+  void add(std::string_view name, std::string value);      // after the last
+  void prepend(std::string_view name, std::string value);  // before the first
+  // Every value of a header, in order.
+  std::vector<std::string> all(std::string_view name) const;
   // The message in canonical form: one header per line, Content-Length set
   // to the body's size.
   std::string serialize() const;
@@ -90,5 +97,30 @@ bool split_list(std::string_view value, std::vector<std::string_view>* out);
 // The value of parameter `name` (";name=value", case-insensitive name) in a
 // header value, outside quotes and <...>; empty if absent.
 std::string param(std::string_view value, std::string_view name);
+
+// The URI of a name-addr or addr-spec header value ("Bob" <sip:b@h>;tag=1
+// -> sip:b@h; sip:b@h;tag=1 -> sip:b@h). Empty if there is none.
+std::string uri_of(std::string_view value);
+// The header value with parameter `name` set (added or replaced) outside
+// <...>; an empty `v` writes ";name".
+std::string set_param(std::string_view value, std::string_view name, std::string_view v);
+
+// Parts of a SIP URI: sip:user@host:port;params. host is without brackets.
+struct Uri {
+  std::string scheme;  // sip, sips, tel
+  std::string user;
+  std::string host;
+  uint16_t port = 0;   // 0: absent
+  std::string params;  // ";a=b;c" as written (may be empty)
+};
+bool parse_uri(std::string_view uri, Uri* out);
+
+// A response to `req`: Via, From, To (with `to_tag` added when the To has
+// none and the code is above 100), Call-ID and CSeq copied (RFC 3261 8.2.6).
+Message make_response(const Message& req, int code, std::string_view reason,
+                      std::string_view to_tag = {});
+
+// A random token of `n` characters from [a-z0-9] (tags, branches).
+std::string random_token(size_t n);
 
 }  // namespace sluice::sip
