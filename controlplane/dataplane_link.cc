@@ -1,0 +1,171 @@
+#include "controlplane/dataplane_link.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+
+#include "controlplane/net/loop.h"
+#include "sluice/dataplane/v1/dataplane.grpc.pb.h"
+
+namespace sluice::cp {
+
+namespace dp = ::sluice::dataplane::v1;
+
+namespace {
+
+std::chrono::system_clock::time_point deadline(int ms) {
+  return std::chrono::system_clock::now() + std::chrono::milliseconds(ms);
+}
+
+void fill_key(const FlowRule::Key& k, dp::SrtpKey* out) {
+  out->set_suite(static_cast<dp::SrtpSuite>(k.suite));
+  out->set_master_key(k.key);
+  out->set_master_salt(k.salt);
+}
+
+}  // namespace
+
+DataplaneLink::DataplaneLink(const std::string& target, net::Loop* loop)
+    : target_(target), loop_(loop) {
+  channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+}
+
+DataplaneLink::~DataplaneLink() { stop(); }
+
+bool DataplaneLink::learn_generation() {
+  auto stub = dp::Dataplane::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline(2000));
+  dp::GetStatsRequest req;
+  dp::Stats st;
+  if (!stub->GetStats(&ctx, req, &st).ok()) return false;
+  uint64_t g = st.generation();
+  loop_->post([this, g] {
+    if (g > generation_) generation_ = g;
+  });
+  return true;
+}
+
+void DataplaneLink::start(Gateway* gateway) {
+  gateway_ = gateway;
+  // The dataplane remembers the highest generation applied; continue above it.
+  if (learn_generation()) connected_ = true;
+  watcher_ = std::thread([this] { watch_loop(); });
+}
+
+void DataplaneLink::stop() {
+  stopping_ = true;
+  {
+    std::lock_guard<std::mutex> g(ctx_mu_);
+    if (watch_ctx_) watch_ctx_->TryCancel();
+  }
+  if (watcher_.joinable()) watcher_.join();
+}
+
+bool DataplaneLink::upsert(const std::vector<FlowRule>& rules) {
+  dp::UpsertFlowsRequest req;
+  req.set_generation(++generation_);
+  for (const FlowRule& r : rules) {
+    dp::FlowSpec* f = req.add_flows();
+    f->mutable_key()->set_local_address(r.local_addr);
+    f->mutable_key()->set_local_port(r.local_port);
+    f->set_kind(static_cast<dp::FlowKind>(r.kind));
+    f->mutable_expected_peer()->set_address(r.expected_addr.empty() ? "0.0.0.0" : r.expected_addr);
+    f->mutable_expected_peer()->set_port(r.expected_port);
+    f->set_latch(static_cast<dp::LatchPolicy>(r.latch));
+    if (r.latch == 2) f->set_max_senders(r.max_senders);
+    f->set_egress_port(r.egress_port);
+    f->mutable_egress_source()->set_address(r.src_addr);
+    f->mutable_egress_source()->set_port(r.src_port);
+    f->mutable_destination()->set_address(r.dst_addr);
+    f->mutable_destination()->set_port(r.dst_port);
+    f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
+    f->set_cookie(r.cookie);
+    if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
+    if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());
+  }
+  auto stub = dp::Dataplane::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline(2000));
+  dp::UpsertFlowsResponse resp;
+  grpc::Status st = stub->UpsertFlows(&ctx, req, &resp);
+  if (!st.ok()) {
+    fprintf(stderr, "sluice-controlplane: dataplane UpsertFlows: %s\n", st.error_message().c_str());
+    return false;
+  }
+  if (resp.generation() > generation_) generation_ = resp.generation();
+  flows_sent_ += rules.size();
+  return true;
+}
+
+void DataplaneLink::remove(const std::vector<FlowKey>& keys) {
+  dp::DeleteFlowsRequest req;
+  req.set_generation(++generation_);
+  for (const FlowKey& k : keys) {
+    dp::FlowKey* f = req.add_keys();
+    f->set_local_address(k.first);
+    f->set_local_port(k.second);
+  }
+  auto stub = dp::Dataplane::NewStub(channel_);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(deadline(2000));
+  dp::DeleteFlowsResponse resp;
+  stub->DeleteFlows(&ctx, req, &resp);
+}
+
+void DataplaneLink::watch_loop() {
+  auto stub = dp::Dataplane::NewStub(channel_);
+  bool was_connected = connected_.load();
+  while (!stopping_) {
+    grpc::ClientContext ctx;
+    {
+      std::lock_guard<std::mutex> g(ctx_mu_);
+      watch_ctx_ = &ctx;
+    }
+    if (stopping_) break;
+    dp::WatchEventsRequest req;
+    req.add_types(dp::EVENT_TYPE_TIMED_OUT);
+    req.add_types(dp::EVENT_TYPE_LATCHED);
+    req.add_types(dp::EVENT_TYPE_PEER_CHANGED);
+    auto reader = stub->WatchEvents(&ctx, req);
+    dp::Event ev;
+    bool first = true;
+    while (reader->Read(&ev)) {
+      if (first) first = false;
+      uint64_t cookie = ev.cookie();
+      std::string key = ev.key().local_address() + ":" + std::to_string(ev.key().local_port());
+      std::string peer = ev.peer().address() + ":" + std::to_string(ev.peer().port());
+      dp::EventType type = ev.type();
+      loop_->post([this, cookie, key, peer, type] {
+        if (type == dp::EVENT_TYPE_TIMED_OUT)
+          gateway_->on_media_timeout(cookie, key);
+        else
+          gateway_->on_media_latched(cookie, key, peer);
+      });
+    }
+    reader->Finish();
+    {
+      std::lock_guard<std::mutex> g(ctx_mu_);
+      watch_ctx_ = nullptr;
+    }
+    if (stopping_) break;
+    // The stream ended: the dataplane went away. Poll until it answers, then
+    // push everything again (a restarted dataplane has no flows).
+    connected_ = false;
+    was_connected = true;
+    while (!stopping_) {
+      if (learn_generation()) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+    if (stopping_) break;
+    connected_ = true;
+    if (was_connected) {
+      loop_->post([this] {
+        fprintf(stderr, "sluice-controlplane: dataplane back; pushing every active call\n");
+        gateway_->repush_all();
+      });
+    }
+  }
+}
+
+}  // namespace sluice::cp

@@ -1,0 +1,1423 @@
+#include "controlplane/gateway.h"
+
+#include <algorithm>
+#include <chrono>
+#include <random>
+
+#include "controlplane/net/transport.h"
+
+namespace sluice::cp {
+
+using sip::Message;
+using sip::Peer;
+
+namespace {
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+bool has_sdp(const Message& m) {
+  if (m.body.empty()) return false;
+  const std::string* ct = m.get("Content-Type");
+  return ct && lower(*ct).find("application/sdp") != std::string::npos;
+}
+
+// Header parameters after a Contact's URI ("<sip:a@b>;expires=60" ->
+// ";expires=60").
+std::string contact_params(const std::string& c) {
+  size_t gt = c.rfind('>');
+  if (gt != std::string::npos) return c.substr(gt + 1);
+  size_t semi = c.find(';');
+  return semi == std::string::npos ? std::string() : c.substr(semi);
+}
+
+std::string user_of(const std::string& header_value) {
+  sip::Uri u;
+  return sip::parse_uri(sip::uri_of(header_value), &u) ? u.user : std::string();
+}
+
+uint32_t parse_u32(const std::string& s, uint32_t dflt) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+    return dflt;
+  return static_cast<uint32_t>(std::stoul(s));
+}
+
+// Headers a B2BUA writes itself on each leg; everything else passes through.
+bool own_header(const std::string& n) {
+  static const char* kOwn[] = {"Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq",
+                               "From", "To", "Max-Forwards", "Content-Length", "Content-Type",
+                               "RAck", "Replaces"};
+  for (const char* o : kOwn)
+    if (n == o) return true;
+  return false;
+}
+
+}  // namespace
+
+const char* side_name(Side s) { return s == Side::kOutside ? "outside" : "inside"; }
+
+Gateway::Gateway(const cfg::ControlplaneConfig& config, sip::Timers* timers,
+                 net::SipTransport* transport, FlowSink* flows)
+    : cfg_(config),
+      timers_(timers),
+      transport_(transport),
+      flows_(flows),
+      tx_(timers, transport, this,
+          sip::Timing{config.timers().t1_ms(), config.timers().t2_ms(), config.timers().t4_ms()}) {
+  for (int s = 0; s < 2; ++s)
+    ports_[s] = std::make_unique<PortPool>(static_cast<uint16_t>(cfg_.media().port_min()),
+                                           static_cast<uint16_t>(cfg_.media().port_max()));
+  for (const cfg::Upstream& u : cfg_.upstreams()) {
+    UpstreamState st;
+    st.spec = u;
+    sip::parse_ip(u.host(), &st.peer.ip);
+    st.peer.port = static_cast<uint16_t>(u.port());
+    st.peer.transport = u.transport() == cfg::TCP   ? sip::Transport::kTcp
+                        : u.transport() == cfg::TLS ? sip::Transport::kTls
+                                                    : sip::Transport::kUdp;
+    st.peer.listener = listener_for(Side::kInside, st.peer.transport);
+    upstreams_.push_back(st);
+  }
+  expiry_timer_ = timers_->after(1000, [this] { expire_bindings(); });
+  probe_timer_ = timers_->after(100, [this] { probe_upstreams(); });
+}
+
+Gateway::~Gateway() {
+  timers_->cancel(expiry_timer_);
+  timers_->cancel(probe_timer_);
+  for (auto& [id, c] : calls_) {
+    timers_->cancel(c.invite_timer);
+    timers_->cancel(c.session_timer);
+  }
+}
+
+void Gateway::emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
+                   const std::string& detail) {
+  if (on_event) on_event(GatewayEvent{type, call_id, aor, address, detail});
+}
+
+Side Gateway::side_of(const Peer& p) const {
+  if (p.listener >= 0 && p.listener < transport_->listeners() &&
+      transport_->listener(p.listener).side == "inside")
+    return Side::kInside;
+  return Side::kOutside;
+}
+
+int Gateway::listener_for(Side side, sip::Transport t) const {
+  int li = transport_->find(side_name(side), t);
+  if (li >= 0) return li;
+  for (int i = 0; i < transport_->listeners(); ++i)
+    if (transport_->listener(i).side == side_name(side)) return i;
+  return -1;
+}
+
+const cfg::MediaSide& Gateway::media_side(Side s) const {
+  return s == Side::kOutside ? cfg_.media().outside() : cfg_.media().inside();
+}
+
+std::string Gateway::via(Side side, int li, const std::string& branch) const {
+  (void)side;
+  const net::ListenerSpec& l = transport_->listener(li);
+  std::string host = l.advertised.empty() ? sip::ip_str(l.ip) : l.advertised;
+  return std::string("SIP/2.0/") + sip::transport_name(l.transport) + " " + host + ":" +
+         std::to_string(l.port) + ";branch=" + branch + ";rport";
+}
+
+std::string Gateway::our_uri(Side side, const std::string& user, int li) const {
+  (void)side;
+  const net::ListenerSpec& l = transport_->listener(li);
+  std::string host = l.advertised.empty() ? sip::ip_str(l.ip) : l.advertised;
+  std::string u = std::string(l.transport == sip::Transport::kTls ? "sips:" : "sip:");
+  if (!user.empty()) u += user + "@";
+  u += host + ":" + std::to_string(l.port);
+  if (l.transport == sip::Transport::kTcp) u += ";transport=tcp";
+  return u;
+}
+
+void Gateway::reply(uint64_t stx, const Message& req, int code, const char* reason,
+                    const std::string& to_tag) {
+  Message r = sip::make_response(req, code, reason,
+                                 to_tag.empty() && code > 100 ? sip::random_token(10) : to_tag);
+  if (code == 405 || code == 200) r.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, REGISTER");
+  tx_.respond(stx, r);
+}
+
+// ---------------------------------------------------------------------------
+// Input, abuse control
+
+void Gateway::on_message(const Message& m, const Peer& from) {
+  if (m.request) {
+    ++counters_["requests_in"];
+    if (side_of(from) == Side::kOutside) {
+      if (blocked(from)) return;
+      if (rate_limited(from)) return;
+    }
+  } else {
+    ++counters_["responses_in"];
+  }
+  tx_.receive(m, from);
+}
+
+void Gateway::on_bad(const Peer& from, sip::Error e, std::string_view raw) {
+  ++counters_["bad_messages"];
+  if (raw.size() < 8 || raw.compare(0, 4, "SIP/") == 0) return;  // responses are dropped
+  // Best effort 400 (RFC 3261 21.4.1): the headers a response needs, taken
+  // line by line from what did not parse.
+  std::string via, from_h, to, callid, cseq;
+  size_t pos = raw.find('\n');
+  while (pos != std::string_view::npos && pos + 1 < raw.size()) {
+    size_t end = raw.find('\n', pos + 1);
+    std::string_view line = raw.substr(pos + 1, end == std::string_view::npos ? raw.size() - pos - 1
+                                                                               : end - pos - 1);
+    pos = end;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty()) break;
+    size_t colon = line.find(':');
+    if (colon == std::string_view::npos) continue;
+    std::string name = sip::canonical_name(std::string(line.substr(0, colon)));
+    while (!name.empty() && (name.back() == ' ' || name.back() == '\t')) name.pop_back();
+    name = sip::canonical_name(name);
+    std::string value(line.substr(colon + 1));
+    while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.erase(0, 1);
+    if (name == "Via" && via.empty()) via = value;
+    else if (name == "From" && from_h.empty()) from_h = value;
+    else if (name == "To" && to.empty()) to = value;
+    else if (name == "Call-ID" && callid.empty()) callid = value;
+    else if (name == "CSeq" && cseq.empty()) cseq = value;
+  }
+  if (via.empty() || from_h.empty() || to.empty() || callid.empty() || cseq.empty()) return;
+  if (cseq.rfind("ACK") != std::string::npos) return;  // never answer an ACK
+  std::string r = "SIP/2.0 400 Bad Request\r\nVia: " + via + "\r\nFrom: " + from_h +
+                  "\r\nTo: " + to + "\r\nCall-ID: " + callid + "\r\nCSeq: " + cseq +
+                  "\r\nWarning: 399 sluice \"" + sip::describe(e) + "\"\r\nContent-Length: 0\r\n\r\n";
+  transport_->send(from, r);
+  ++counters_["bad_requests_answered"];
+}
+
+void Gateway::on_closed(uint64_t conn) { (void)conn; }
+
+bool Gateway::blocked(const Peer& from) {
+  auto it = blocks_.find(from.ip);
+  if (it == blocks_.end() || it->second.blocked_until == 0) return false;
+  if (it->second.blocked_until <= now_ms()) {
+    it->second.blocked_until = 0;
+    it->second.failures.clear();
+    emit(7, 0, "", sip::ip_str(from.ip), "expired");
+    return false;
+  }
+  ++it->second.dropped;
+  ++counters_["blocked_drops"];
+  return true;
+}
+
+bool Gateway::rate_limited(const Peer& from) {
+  uint32_t max = cfg_.security().max_requests_per_s();
+  if (max == 0) return false;
+  int64_t sec = now_ms() / 1000;
+  auto& r = rate_[from.ip];
+  if (r.first != sec) {
+    r = {sec, 0};
+    if (rate_.size() > 100000) rate_.clear();  // bounded: a flood of sources resets it
+  }
+  if (++r.second <= max) return false;
+  ++counters_["rate_limited"];
+  return true;
+}
+
+void Gateway::count_auth_failure(uint32_t ip) {
+  ++counters_["auth_failures"];
+  Block& b = blocks_[ip];
+  int64_t now = now_ms();
+  int64_t window = int64_t{cfg_.security().auth_window_s()} * 1000;
+  b.failures.erase(std::remove_if(b.failures.begin(), b.failures.end(),
+                                  [&](int64_t t) { return now - t > window; }),
+                   b.failures.end());
+  b.failures.push_back(now);
+  b.last_failure_unix_ms = unix_ms();
+  if (b.blocked_until == 0 && b.failures.size() >= cfg_.security().auth_failures()) {
+    b.blocked_until = now + int64_t{cfg_.security().block_s()} * 1000;
+    ++counters_["sources_blocked"];
+    emit(6, 0, "", sip::ip_str(ip), std::to_string(b.failures.size()) + " failures");
+  }
+}
+
+bool Gateway::unblock(uint32_t ip) {
+  auto it = blocks_.find(ip);
+  if (it == blocks_.end()) return false;
+  bool was = it->second.blocked_until != 0;
+  blocks_.erase(it);
+  if (was) emit(7, 0, "", sip::ip_str(ip), "operator");
+  return was;
+}
+
+// ---------------------------------------------------------------------------
+// Dispatch
+
+void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
+  if (req.max_forwards == 0 && req.method != "ACK") {
+    reply(stx, req, 483, "Too Many Hops");
+    return;
+  }
+  if (!req.to_tag.empty()) {
+    auto it = dialogs_.find(req.call_id + "|" + req.to_tag);
+    if (it == dialogs_.end()) {
+      reply(stx, req, 481, "Call/Transaction Does Not Exist");
+      return;
+    }
+    auto c = calls_.find(it->second.first);
+    if (c == calls_.end()) {
+      reply(stx, req, 481, "Call/Transaction Does Not Exist");
+      return;
+    }
+    handle_in_dialog(stx, req, from, c->second, it->second.second);
+    return;
+  }
+  // Preloaded Route headers from the Internet are removed (we are the only
+  // hop a teleworker gets to name).
+  if (req.method == "REGISTER") {
+    handle_register(stx, req, from);
+  } else if (req.method == "INVITE") {
+    handle_invite(stx, req, from);
+  } else if (req.method == "OPTIONS") {
+    Message r = sip::make_response(req, 200, "OK", sip::random_token(10));
+    r.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, REGISTER");
+    r.add("Accept", "application/sdp");
+    r.add("Supported", "replaces, timer, 100rel");
+    tx_.respond(stx, r);
+  } else if (req.method == "CANCEL" || req.method == "BYE" || req.method == "PRACK" ||
+             req.method == "UPDATE" || req.method == "INFO") {
+    reply(stx, req, 481, "Call/Transaction Does Not Exist");
+  } else {
+    reply(stx, req, 405, "Method Not Allowed");
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Upstreams
+
+sip::Peer Gateway::upstream_peer(int* index) {
+  *index = -1;
+  if (upstreams_.empty()) return Peer{};
+  // Up first, then not yet probed, then down; lower priority first; weight
+  // picks among equals.
+  auto rank = [](int st) { return st == 2 ? 0 : st == 1 ? 1 : 2; };
+  int best_rank = 3;
+  uint32_t best_prio = UINT32_MAX;
+  for (const UpstreamState& u : upstreams_) {
+    int r = rank(u.state);
+    if (r < best_rank || (r == best_rank && u.spec.priority() < best_prio)) {
+      best_rank = r;
+      best_prio = u.spec.priority();
+    }
+  }
+  std::vector<int> pick;
+  uint64_t total = 0;
+  for (size_t i = 0; i < upstreams_.size(); ++i)
+    if (rank(upstreams_[i].state) == best_rank && upstreams_[i].spec.priority() == best_prio) {
+      pick.push_back(static_cast<int>(i));
+      total += upstreams_[i].spec.weight() + 1;
+    }
+  static std::mt19937_64 rng(std::random_device{}());
+  uint64_t r = total ? rng() % total : 0;
+  int chosen = pick.front();
+  for (int i : pick) {
+    uint64_t w = upstreams_[i].spec.weight() + 1;
+    if (r < w) {
+      chosen = i;
+      break;
+    }
+    r -= w;
+  }
+  *index = chosen;
+  ++upstreams_[chosen].requests;
+  return upstreams_[chosen].peer;
+}
+
+void Gateway::upstream_result(int index, bool ok, int64_t rtt_ms) {
+  if (index < 0 || index >= static_cast<int>(upstreams_.size())) return;
+  UpstreamState& u = upstreams_[index];
+  std::string addr = u.spec.host() + ":" + std::to_string(u.peer.port);
+  if (ok) {
+    u.failures = 0;
+    if (rtt_ms >= 0) u.last_rtt_ms = rtt_ms;
+    if (u.state != 2) {
+      u.state = 2;
+      u.last_change_unix_ms = unix_ms();
+      emit(8, 0, "", addr, "");
+    }
+    return;
+  }
+  ++u.failures;
+  if (u.failures >= cfg_.monitor().failures_down() && u.state != 3) {
+    u.state = 3;
+    u.last_change_unix_ms = unix_ms();
+    emit(9, 0, "", addr, std::to_string(u.failures) + " failures");
+  }
+}
+
+void Gateway::probe_upstreams() {
+  for (size_t i = 0; i < upstreams_.size(); ++i) {
+    UpstreamState& u = upstreams_[i];
+    if (u.probing || u.peer.listener < 0) continue;
+    Message m;
+    m.request = true;
+    m.method = "OPTIONS";
+    m.uri = "sip:" + u.spec.host() + ":" + std::to_string(u.peer.port);
+    m.add("Via", via(Side::kInside, u.peer.listener, sip::new_branch()));
+    m.add("Max-Forwards", "70");
+    m.add("From", "<" + our_uri(Side::kInside, "sluice", u.peer.listener) + ">;tag=" +
+                      sip::random_token(10));
+    m.add("To", "<" + m.uri + ">");
+    m.add("Call-ID", sip::random_token(20));
+    m.add("CSeq", "1 OPTIONS");
+    m.add("Accept", "application/sdp");
+    u.probing = true;
+    int64_t sent = now_ms();
+    int idx = static_cast<int>(i);
+    tx_.request(m, u.peer, [this, idx, sent](const Message& r, bool local) {
+      if (r.status < 200) return;
+      upstreams_[idx].probing = false;
+      upstream_result(idx, !local, now_ms() - sent);
+    });
+  }
+  uint32_t every = cfg_.monitor().options_interval_s();
+  bool any_down = std::any_of(upstreams_.begin(), upstreams_.end(),
+                              [](const UpstreamState& u) { return u.state == 3; });
+  int64_t next = int64_t{every} * 1000 / (any_down ? 3 : 1);
+  probe_timer_ = timers_->after(next, [this] { probe_upstreams(); });
+}
+
+// ---------------------------------------------------------------------------
+// Registrations
+
+void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from) {
+  if (side_of(from) != Side::kOutside) {
+    reply(stx, req, 405, "Method Not Allowed");
+    return;
+  }
+  int ui;
+  Peer to = upstream_peer(&ui);
+  if (ui < 0 || to.listener < 0) {
+    reply(stx, req, 503, "Service Unavailable");
+    return;
+  }
+  const std::string* to_hdr = req.get("To");
+  std::string aor = to_hdr ? sip::uri_of(*to_hdr) : std::string();
+  Message up = req;
+  up.remove("Via");
+  up.remove("Route");
+  up.remove("Record-Route");
+  up.remove("Contact");
+  up.remove("Path");
+  up.prepend("Via", via(Side::kInside, to.listener, sip::new_branch()));
+  up.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
+  // Each phone Contact becomes one of ours: the user name kept, a token that
+  // finds the binding again.
+  struct Pending {
+    std::string token, contact;
+  };
+  auto pending = std::make_shared<std::vector<Pending>>();
+  for (const std::string& c : req.all("Contact")) {
+    if (c == "*") {
+      up.add("Contact", "*");
+      continue;
+    }
+    std::string uri = sip::uri_of(c);
+    sip::Uri u;
+    if (!sip::parse_uri(uri, &u)) {
+      reply(stx, req, 400, "Bad Contact");
+      return;
+    }
+    std::string token;
+    auto range = by_user_.equal_range(u.user);
+    for (auto it = range.first; it != range.second; ++it) {
+      const Binding& b = bindings_.at(it->second);
+      if (b.aor == aor && b.contact == uri) token = b.token;
+    }
+    if (token.empty()) token = sip::random_token(12);
+    up.add("Contact", "<" + our_uri(Side::kInside, u.user, to.listener) + ";sltk=" + token + ">" +
+                          contact_params(c));
+    pending->push_back({token, uri});
+  }
+  bool had_credentials = req.get("Authorization") || req.get("Proxy-Authorization");
+  const std::string* ua = req.get("User-Agent");
+  std::string user_agent = ua ? *ua : std::string();
+  Message orig = req;
+  int64_t sent = now_ms();
+  tx_.request(up, to, [this, stx, orig, from, aor, pending, had_credentials, user_agent, ui,
+                       sent](const Message& r, bool local) {
+    if (r.status < 200) return;
+    upstream_result(ui, !local, now_ms() - sent);
+    Message out = sip::make_response(orig, r.status, r.reason.c_str());
+    out.set("To", r.get("To") ? *r.get("To") : (orig.get("To") ? *orig.get("To") : ""));
+    for (const sip::Header& h : r.headers)
+      if (!own_header(h.name)) out.headers.push_back(h);
+    if ((r.status == 401 || r.status == 407) && had_credentials) count_auth_failure(from.ip);
+    if (r.status == 403) count_auth_failure(from.ip);
+    if (r.status >= 200 && r.status < 300) {
+      ++counters_["registrations_ok"];
+      uint32_t dflt = parse_u32(r.get("Expires") ? *r.get("Expires") : "", 3600);
+      std::vector<std::string> listed;
+      for (const std::string& c : r.all("Contact")) {
+        std::string uri = sip::uri_of(c);
+        std::string token = sip::param(uri, "sltk");
+        if (token.empty()) continue;
+        auto p = std::find_if(pending->begin(), pending->end(),
+                              [&](const Pending& x) { return x.token == token; });
+        auto b = bindings_.find(token);
+        if (p == pending->end() && b == bindings_.end()) continue;  // another gateway's
+        uint32_t exp = parse_u32(sip::param(c, "expires"), dflt);
+        exp = std::min(exp, cfg_.registrations().max_expires_s());
+        listed.push_back(token);
+        if (exp == 0) {
+          if (b != bindings_.end()) {
+            emit(5, 0, b->second.aor, from.str(), "removed");
+            auto range = by_user_.equal_range(b->second.user);
+            for (auto it = range.first; it != range.second; ++it)
+              if (it->second == token) {
+                by_user_.erase(it);
+                break;
+              }
+            bindings_.erase(b);
+          }
+          continue;
+        }
+        if (b == bindings_.end()) {
+          if (bindings_.size() >= cfg_.registrations().max_bindings()) continue;
+          Binding nb;
+          nb.token = token;
+          nb.aor = aor;
+          nb.contact = p->contact;
+          sip::Uri u;
+          sip::parse_uri(p->contact, &u);
+          nb.user = u.user;
+          b = bindings_.emplace(token, nb).first;
+          by_user_.emplace(nb.user, token);
+          emit(4, 0, aor, from.str(), "");
+        }
+        Binding& bd = b->second;
+        bd.peer = from;
+        bd.expires_at = now_ms() + int64_t{exp} * 1000;
+        bd.registered_at = unix_ms();
+        bd.user_agent = user_agent;
+        bd.listener = transport_->listener(from.listener).name;
+        out.add("Contact", "<" + bd.contact + ">;expires=" + std::to_string(exp));
+        // Mobile clients keep their connection open longer (battery).
+        if (from.conn)
+          for (const std::string& m : cfg_.registrations().mobile_user_agents())
+            if (!m.empty() && user_agent.find(m) != std::string::npos)
+              transport_->set_idle_timeout(from.conn,
+                                           static_cast<int>(cfg_.registrations().mobile_idle_timeout_s()));
+      }
+      // Contacts of this request the upstream no longer lists are gone.
+      for (const Pending& p : *pending) {
+        if (std::find(listed.begin(), listed.end(), p.token) != listed.end()) continue;
+        auto b = bindings_.find(p.token);
+        if (b == bindings_.end()) continue;
+        auto range = by_user_.equal_range(b->second.user);
+        for (auto it = range.first; it != range.second; ++it)
+          if (it->second == p.token) {
+            by_user_.erase(it);
+            break;
+          }
+        emit(5, 0, b->second.aor, from.str(), "removed");
+        bindings_.erase(b);
+      }
+      auto bl = blocks_.find(from.ip);
+      if (bl != blocks_.end() && bl->second.blocked_until == 0) blocks_.erase(bl);
+    }
+    tx_.respond(stx, out);
+  });
+}
+
+void Gateway::expire_bindings() {
+  int64_t now = now_ms();
+  for (auto it = bindings_.begin(); it != bindings_.end();) {
+    if (it->second.expires_at > now) {
+      ++it;
+      continue;
+    }
+    auto range = by_user_.equal_range(it->second.user);
+    for (auto u = range.first; u != range.second; ++u)
+      if (u->second == it->first) {
+        by_user_.erase(u);
+        break;
+      }
+    emit(5, 0, it->second.aor, it->second.peer.str(), "expired");
+    ++counters_["registrations_expired"];
+    it = bindings_.erase(it);
+  }
+  // Old failure counts go too.
+  for (auto it = blocks_.begin(); it != blocks_.end();) {
+    Block& b = it->second;
+    int64_t window = int64_t{cfg_.security().auth_window_s()} * 1000;
+    if (b.blocked_until && b.blocked_until <= now) {
+      emit(7, 0, "", sip::ip_str(it->first), "expired");
+      it = blocks_.erase(it);
+      continue;
+    }
+    if (!b.blocked_until && (b.failures.empty() || now - b.failures.back() > window)) {
+      it = blocks_.erase(it);
+      continue;
+    }
+    ++it;
+  }
+  expiry_timer_ = timers_->after(1000, [this] { expire_bindings(); });
+}
+
+const Binding* Gateway::find_binding(const Message& req) const {
+  std::string token = sip::param(req.uri, "sltk");
+  if (!token.empty()) {
+    auto it = bindings_.find(token);
+    if (it != bindings_.end()) return &it->second;
+  }
+  // Interop: PBXs that rebuild the Request-URI keep only the user name.
+  sip::Uri u;
+  if (!sip::parse_uri(req.uri, &u)) return nullptr;
+  const Binding* best = nullptr;
+  auto range = by_user_.equal_range(u.user);
+  for (auto it = range.first; it != range.second; ++it) {
+    const Binding& b = bindings_.at(it->second);
+    if (!best || b.registered_at > best->registered_at) best = &b;
+  }
+  return best;
+}
+
+// ---------------------------------------------------------------------------
+// Calls: building requests on a leg
+
+Message Gateway::new_request(Call& call, Side side, const std::string& method) {
+  Leg& l = call.leg[static_cast<int>(side)];
+  Message m;
+  m.request = true;
+  m.method = method;
+  m.uri = l.remote_target;
+  m.add("Via", via(side, l.listener, sip::new_branch()));
+  for (const std::string& r : l.route_set) m.add("Route", r);
+  m.add("Max-Forwards", "70");
+  m.add("From", l.local_hdr);
+  m.add("To", l.remote_hdr);
+  m.add("Call-ID", l.call_id);
+  if (method != "ACK" && method != "CANCEL") ++l.local_cseq;
+  m.add("CSeq", std::to_string(l.local_cseq) + " " + method);
+  if (method == "INVITE" || method == "UPDATE" || method == "REFER" || method == "NOTIFY" ||
+      method == "SUBSCRIBE")
+    m.add("Contact", l.contact);
+  return m;
+}
+
+void Gateway::copy_headers(const Message& from, Message* to, bool request) {
+  Side dst = to->request ? Side::kInside : Side::kOutside;
+  (void)dst;
+  for (const sip::Header& h : from.headers) {
+    if (own_header(h.name)) continue;
+    // RFC 3325: identity assertions from outside the trust domain are dropped.
+    if (request && (h.name == "P-Asserted-Identity")) continue;
+    to->headers.push_back(h);
+  }
+}
+
+std::string Gateway::map_replaces(const std::string& value, Side to) const {
+  // Replaces: call-id;to-tag=X;from-tag=Y names a dialog on the sender's leg;
+  // the other leg's dialog of the same call has its own identifiers.
+  std::string cid = value.substr(0, value.find(';'));
+  while (!cid.empty() && cid.back() == ' ') cid.pop_back();
+  std::string to_tag = sip::param(value, "to-tag"), from_tag = sip::param(value, "from-tag");
+  Side from = other(to);
+  for (const auto& [id, c] : calls_) {
+    const Leg& l = c.leg[static_cast<int>(from)];
+    if (l.call_id != cid) continue;
+    if (!(l.local_tag == to_tag && l.remote_tag == from_tag) &&
+        !(l.local_tag == from_tag && l.remote_tag == to_tag))
+      continue;
+    const Leg& o = c.leg[static_cast<int>(to)];
+    // to-tag is the tag of the dialog's recipient (the UA that gets the
+    // INVITE with Replaces, here our peer on the other leg).
+    std::string out = o.call_id + ";to-tag=" + o.remote_tag + ";from-tag=" + o.local_tag;
+    if (value.find("early-only") != std::string::npos) out += ";early-only";
+    return out;
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------
+// SDP
+
+bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& body,
+                          std::string* out, int* code) {
+  sdp::Session s;
+  if (sdp::parse(body, &s) != sdp::Error::kNone) {
+    ++counters_["bad_sdp"];
+    *code = 400;
+    return false;
+  }
+  Side to = other(from);
+  const cfg::MediaSide& fpol = media_side(from);
+  const cfg::MediaSide& tpol = media_side(to);
+  if (s.media.size() > 6) {  // at most 6 streams per call
+    *code = 488;
+    return false;
+  }
+  if (!offer && s.media.size() > call.streams.size()) {
+    *code = 488;
+    return false;
+  }
+  std::vector<sdp::MediaPlan> plan;
+  for (size_t i = 0; i < s.media.size(); ++i) {
+    const sdp::Media& m = s.media[i];
+    if (i >= call.streams.size()) call.streams.emplace_back();
+    Stream& st = call.streams[i];
+    st.type = m.type;
+    bool rtp = m.proto.rfind("RTP/", 0) == 0;
+    if (m.port == 0 || !rtp) {
+      st.disabled = true;
+      sdp::MediaPlan p;
+      p.disabled = true;
+      plan.push_back(p);
+      continue;
+    }
+    if (st.side[0].relay_port == 0) {
+      uint16_t a = ports_[0]->take();
+      uint16_t b = a ? ports_[1]->take() : 0;
+      if (!b) {
+        if (a) ports_[0]->give(a);
+        ++counters_["ports_exhausted"];
+        *code = 503;
+        return false;
+      }
+      st.side[0].relay_port = a;
+      st.side[1].relay_port = b;
+    }
+    st.disabled = false;
+    StreamSide& fs = st.side[static_cast<int>(from)];
+    StreamSide& ts = st.side[static_cast<int>(to)];
+    bool from_srtp = m.proto.find("SAVP") != std::string::npos;
+    if ((fpol.srtp() == cfg::MANDATORY && !from_srtp) || (fpol.srtp() == cfg::OFF && from_srtp)) {
+      ++counters_["srtp_policy_rejects"];
+      *code = 488;
+      return false;
+    }
+    fs.peer_addr = m.addr;
+    fs.peer_port = m.port;
+    fs.peer_rtcp = m.rtcp_mux ? m.port : (m.rtcp_port ? m.rtcp_port : uint16_t(m.port + 1));
+    fs.profile = m.proto;
+    if (offer || !m.rtcp_mux) st.rtcp_mux = m.rtcp_mux;
+    st.direction = m.direction;
+    if (!offer) {
+      st.codecs.clear();
+      for (const std::string& f : m.fmts) {
+        std::string name = f;
+        for (const sdp::Line& l : m.lines)
+          if (l.type == 'a' && l.value.rfind("rtpmap:" + f + " ", 0) == 0)
+            name = f + " " + l.value.substr(8 + f.size());
+        st.codecs.push_back(name);
+      }
+    }
+    // The sender's keys.
+    if (from_srtp) {
+      std::vector<sdp::Crypto> lines;
+      for (const sdp::Line& l : m.lines) {
+        sdp::Crypto c;
+        if (l.type == 'a' && l.value.rfind("crypto:", 0) == 0 && sdp::parse_crypto(l.value.substr(7), &c))
+          lines.push_back(c);
+      }
+      bool found = false;
+      for (const sdp::Crypto& c : lines) {
+        const SuiteInfo* si = suite_by_name(c.suite);
+        std::string k, salt;
+        if (!si || !c.mki.empty() || !split_inline_key(*si, c.key, &k, &salt)) continue;
+        if (!offer) {  // must be one we offered, same tag and suite
+          auto o = std::find_if(fs.keys.offered.begin(), fs.keys.offered.end(),
+                                [&](const sdp::Crypto& x) { return x.tag == c.tag && x.suite == c.suite; });
+          if (o == fs.keys.offered.end()) continue;
+          fs.keys.tx = si;
+          fs.keys.tx_key = o->key;
+          fs.keys.tx_tag = o->tag;
+        } else {
+          fs.keys.tx_tag = c.tag;
+        }
+        fs.keys.rx = si;
+        fs.keys.rx_key = c.key;
+        found = true;
+        break;
+      }
+      if (!found) {
+        ++counters_["srtp_no_usable_crypto"];
+        *code = 488;
+        return false;
+      }
+      if (offer && fs.keys.tx && fs.keys.tx != fs.keys.rx) fs.keys.tx_key.clear();
+      if (!offer) fs.keys.offered.clear();
+    } else {
+      fs.keys.rx = nullptr;
+      fs.keys.rx_key.clear();
+      if (!offer) {
+        fs.keys.tx = nullptr;
+        fs.keys.tx_key.clear();
+        fs.keys.offered.clear();
+      }
+    }
+    fs.srtp = from_srtp;
+    // The other side's version.
+    bool to_srtp;
+    if (offer)
+      to_srtp = tpol.srtp() == cfg::MANDATORY ? true : tpol.srtp() == cfg::OFF ? false : from_srtp;
+    else
+      to_srtp = ts.srtp;
+    sdp::MediaPlan p;
+    p.addr = tpol.advertised_address().empty() ? tpol.address() : tpol.advertised_address();
+    p.port = ts.relay_port;
+    p.srtp = to_srtp;
+    if (to_srtp) {
+      if (offer) {
+        ts.keys.offered.clear();
+        uint32_t tag = 1;
+        for (const std::string& name : tpol.suites()) {
+          const SuiteInfo* si = suite_by_name(name);
+          if (!si) continue;
+          sdp::Crypto c;
+          c.tag = tag++;
+          c.suite = si->name;
+          // A key the leg already has stays (RFC 4568 7.1.4 allows either);
+          // a new one would restart its streams in the dataplane.
+          c.key = ts.keys.tx == si && !ts.keys.tx_key.empty() ? ts.keys.tx_key : new_inline_key(*si);
+          ts.keys.offered.push_back(c);
+        }
+        p.crypto = ts.keys.offered;
+      } else {
+        const SuiteInfo* si = ts.keys.rx;
+        if (!si) {
+          *code = 488;
+          return false;
+        }
+        if (ts.keys.tx != si || ts.keys.tx_key.empty()) {
+          ts.keys.tx = si;
+          ts.keys.tx_key = new_inline_key(*si);
+        }
+        sdp::Crypto c;
+        c.tag = ts.keys.tx_tag;
+        c.suite = si->name;
+        c.key = ts.keys.tx_key;
+        p.crypto.push_back(c);
+      }
+    }
+    if (offer) ts.srtp = to_srtp;
+    plan.push_back(p);
+  }
+  call.on_hold = false;
+  for (const Stream& st : call.streams)
+    if (!st.disabled && (st.direction == "sendonly" || st.direction == "inactive" ||
+                         st.side[0].peer_addr == "0.0.0.0" || st.side[1].peer_addr == "0.0.0.0"))
+      call.on_hold = true;
+  const cfg::MediaSide& tp = media_side(to);
+  *out = sdp::rewrite(s, plan, tp.advertised_address().empty() ? tp.address() : tp.advertised_address(),
+                      ++sdp_version_);
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Flows
+
+void Gateway::push_flows(Call& call) {
+  std::vector<FlowRule> rules;
+  const std::string addr[2] = {media_side(Side::kOutside).address(),
+                               media_side(Side::kInside).address()};
+  const std::string port_name[2] = {
+      media_side(Side::kOutside).dataplane_port().empty() ? "outside"
+                                                          : media_side(Side::kOutside).dataplane_port(),
+      media_side(Side::kInside).dataplane_port().empty() ? "inside"
+                                                         : media_side(Side::kInside).dataplane_port()};
+  const std::string& latch = cfg_.media().latch();
+  int policy = latch == "first" ? 1 : latch == "strict" ? 3 : 2;
+  for (const Stream& st : call.streams) {
+    if (st.disabled || !st.side[0].relay_port) continue;
+    if (!st.side[0].peer_port || !st.side[1].peer_port) continue;  // no answer yet
+    for (int in = 0; in < 2; ++in) {
+      int out = 1 - in;
+      const StreamSide& src = st.side[in];
+      const StreamSide& dst = st.side[out];
+      if (dst.peer_addr == "0.0.0.0") continue;  // held the old way: keep what is there
+      for (int rtcp = 0; rtcp < (st.rtcp_mux ? 1 : 2); ++rtcp) {
+        FlowRule r;
+        r.local_addr = addr[in];
+        r.local_port = static_cast<uint16_t>(src.relay_port + rtcp);
+        r.kind = st.rtcp_mux ? 3 : rtcp ? 2 : 1;
+        r.expected_addr = src.peer_addr == "0.0.0.0" ? "0.0.0.0" : src.peer_addr;
+        r.expected_port = rtcp ? src.peer_rtcp : src.peer_port;
+        r.latch = policy;
+        r.max_senders = cfg_.media().max_senders();
+        r.egress_port = port_name[out];
+        r.src_addr = addr[out];
+        r.src_port = static_cast<uint16_t>(dst.relay_port + rtcp);
+        r.dst_addr = dst.peer_addr;
+        r.dst_port = rtcp ? dst.peer_rtcp : dst.peer_port;
+        r.timeout_s = cfg_.media().inactivity_timeout_s();
+        r.cookie = call.id;
+        if (src.srtp && src.keys.rx) {
+          r.decrypt.suite = src.keys.rx->dataplane;
+          split_inline_key(*src.keys.rx, src.keys.rx_key, &r.decrypt.key, &r.decrypt.salt);
+        }
+        if (dst.srtp && dst.keys.tx) {
+          r.encrypt.suite = dst.keys.tx->dataplane;
+          split_inline_key(*dst.keys.tx, dst.keys.tx_key, &r.encrypt.key, &r.encrypt.salt);
+        }
+        rules.push_back(std::move(r));
+      }
+    }
+  }
+  if (rules.empty()) return;
+  if (flows_->upsert(rules)) {
+    call.flows_pushed = true;
+    counters_["flows_pushed"] += rules.size();
+    ++counters_["flow_batches"];
+  } else {
+    ++counters_["flow_push_failures"];
+  }
+}
+
+std::vector<FlowKey> flow_keys(const Call& call, const std::string& out_addr,
+                               const std::string& in_addr) {
+  std::vector<FlowKey> keys;
+  for (const Stream& st : call.streams) {
+    if (!st.side[0].relay_port) continue;
+    for (int r = 0; r < 2; ++r) {
+      keys.emplace_back(out_addr, static_cast<uint16_t>(st.side[0].relay_port + r));
+      keys.emplace_back(in_addr, static_cast<uint16_t>(st.side[1].relay_port + r));
+    }
+  }
+  return keys;
+}
+
+void Gateway::remove_flows(Call& call) {
+  auto keys = flow_keys(call, media_side(Side::kOutside).address(), media_side(Side::kInside).address());
+  if (!keys.empty()) flows_->remove(keys);
+}
+
+std::vector<FlowKey> Gateway::owned_flows() const {
+  std::vector<FlowKey> all;
+  for (const auto& [id, c] : calls_) {
+    auto k = flow_keys(c, media_side(Side::kOutside).address(), media_side(Side::kInside).address());
+    all.insert(all.end(), k.begin(), k.end());
+  }
+  return all;
+}
+
+void Gateway::repush_all() {
+  for (auto& [id, c] : calls_)
+    if (c.flows_pushed || c.state == CallState::kConfirmed || c.state == CallState::kEarly)
+      push_flows(c);
+}
+
+// ---------------------------------------------------------------------------
+// Calls: the dialog-creating INVITE
+
+void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) {
+  Side fs = side_of(from);
+  Side ts = other(fs);
+  Peer target;
+  std::string ruri = req.uri;
+  int ui = -1;
+  if (fs == Side::kOutside) {
+    target = upstream_peer(&ui);
+    if (ui < 0 || target.listener < 0) {
+      reply(stx, req, 503, "Service Unavailable");
+      return;
+    }
+  } else {
+    const Binding* b = find_binding(req);
+    if (!b) {
+      reply(stx, req, 404, "Not Found");
+      return;
+    }
+    target = b->peer;
+    ruri = b->contact;
+  }
+  if (calls_.size() >= 100000) {
+    reply(stx, req, 503, "Service Unavailable");
+    return;
+  }
+  uint64_t id = next_call_++;
+  Call& c = calls_[id];
+  c.id = id;
+  c.outbound = fs == Side::kOutside;
+  c.created_unix_ms = unix_ms();
+  Leg& a = c.leg[static_cast<int>(fs)];
+  a.call_id = req.call_id;
+  a.remote_tag = req.from_tag;
+  a.local_tag = sip::random_token(10);
+  a.remote_hdr = req.get("From") ? *req.get("From") : "";
+  a.local_hdr = sip::set_param(req.get("To") ? *req.get("To") : "", "tag", a.local_tag);
+  a.remote_cseq = req.cseq;
+  a.remote_target = req.get("Contact") ? sip::uri_of(*req.get("Contact")) : "";
+  a.route_set = req.all("Record-Route");
+  a.peer = from;
+  a.listener = from.listener;
+  a.contact = "<" + our_uri(fs, user_of(a.local_hdr), from.listener) + ">";
+  a.user_agent = req.get("User-Agent") ? *req.get("User-Agent") : "";
+  Leg& b = c.leg[static_cast<int>(ts)];
+  b.uac = true;
+  b.call_id = sip::random_token(16) + "@sluice";
+  b.local_tag = sip::random_token(10);
+  b.local_hdr = sip::set_param(a.remote_hdr, "tag", b.local_tag);
+  b.remote_hdr = req.get("To") ? *req.get("To") : "";
+  b.local_cseq = 0;
+  b.remote_target = ruri;
+  b.peer = target;
+  b.listener = target.listener;
+  b.contact = "<" + our_uri(ts, user_of(a.remote_hdr), target.listener) + ">";
+  dialogs_[a.call_id + "|" + a.local_tag] = {id, fs};
+  dialogs_[b.call_id + "|" + b.local_tag] = {id, ts};
+  ++counters_["calls_started"];
+  emit(1, id, sip::uri_of(b.remote_hdr), from.str(), c.outbound ? "outbound" : "inbound");
+
+  Message m = new_request(c, ts, "INVITE");
+  m.uri = ruri;
+  m.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
+  copy_headers(req, &m, true);
+  if (!c.outbound) {
+    m.remove("Authorization");
+    m.remove("Proxy-Authorization");
+  }
+  if (const std::string* rp = req.get("Replaces")) m.add("Replaces", map_replaces(*rp, ts));
+  c.inv_initial = true;
+  c.caller = fs;
+  c.caller_stx = stx;
+  c.caller_invite = req;
+  stx_call_[stx] = id;
+  c.offer_in_invite = has_sdp(req);
+  if (c.offer_in_invite) {
+    std::string body;
+    int code = 488;
+    if (!rewrite_sdp(c, fs, true, req.body, &body, &code)) {
+      reply(stx, req, code, code == 503 ? "Service Unavailable" : "Not Acceptable Here", a.local_tag);
+      end_call(id, "sdp-rejected", false, false);
+      return;
+    }
+    m.body = body;
+    m.set("Content-Type", "application/sdp");
+  } else if (!req.body.empty()) {
+    m.body = req.body;
+    if (const std::string* ct = req.get("Content-Type")) m.set("Content-Type", *ct);
+  }
+  uint32_t timeout = cfg_.timers().invite_timeout_s();
+  c.invite_timer = timers_->after(int64_t{timeout} * 1000, [this, id] {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    Call& cc = it->second;
+    cc.invite_timer = 0;
+    if (cc.state != CallState::kCalling && cc.state != CallState::kEarly) return;
+    ++counters_["invite_timeouts"];
+    tx_.respond(cc.caller_stx, sip::make_response(cc.caller_invite, 408, "Request Timeout",
+                                                  cc.leg[static_cast<int>(cc.caller)].local_tag));
+    cc.state = CallState::kTerminating;
+    cc.end_reason = "invite-timeout";
+    if (!tx_.cancel(cc.callee_ctx)) end_call(id, "invite-timeout", false, false);
+  });
+  send_invite(c, ts, std::move(m), target);
+  (void)ui;
+}
+
+void Gateway::send_invite(Call& c, Side to, Message m, const Peer& target) {
+  uint64_t id = c.id;
+  c.inv_active = true;
+  c.inv_cseq_out = c.leg[static_cast<int>(to)].local_cseq;
+  c.waiting_ack = false;
+  c.ack_bytes.clear();
+  c.callee_ctx = tx_.request(m, target, [this, id](const Message& r, bool local) {
+    invite_response(id, r, local);
+  });
+}
+
+void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  Side fs = c.caller, ts = other(c.caller);
+  Leg& a = c.leg[static_cast<int>(fs)];
+  Leg& b = c.leg[static_cast<int>(ts)];
+  if (resp.status == 100) return;
+  if (c.inv_initial && c.outbound && local) {
+    // The upstream did not answer: it counts against it.
+    for (size_t i = 0; i < upstreams_.size(); ++i)
+      if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), false, -1);
+  }
+  bool ok2xx = resp.status >= 200 && resp.status < 300;
+  if (c.state == CallState::kTerminating) {
+    // Cancelled (or timed out) while the callee was still deciding.
+    if (ok2xx) {
+      if (!resp.to_tag.empty()) {
+        b.remote_tag = resp.to_tag;
+        b.remote_hdr = resp.get("To") ? *resp.get("To") : b.remote_hdr;
+        b.remote_target = resp.get("Contact") ? sip::uri_of(*resp.get("Contact")) : b.remote_target;
+      }
+      Message ack = new_request(c, ts, "ACK");
+      ack.set("CSeq", std::to_string(c.inv_cseq_out) + " ACK");
+      tx_.send_ack(ack, b.peer);
+      end_call(id, c.end_reason.empty() ? "cancelled" : c.end_reason, false, true);
+    } else if (resp.status >= 300) {
+      end_call(id, c.end_reason.empty() ? "cancelled" : c.end_reason, false, false);
+    }
+    return;
+  }
+  if (ok2xx && c.waiting_ack == false && !c.ack_bytes.empty()) {
+    transport_->send(c.ack_peer, c.ack_bytes);  // a retransmitted 2xx: ACK again
+    return;
+  }
+  if (ok2xx && c.waiting_ack) return;  // still waiting for the caller's ACK
+  if (!resp.to_tag.empty() && resp.status > 100) {
+    b.remote_tag = resp.to_tag;
+    if (const std::string* t = resp.get("To")) b.remote_hdr = *t;
+    if (c.inv_initial) {
+      if (const std::string* ct = resp.get("Contact")) b.remote_target = sip::uri_of(*ct);
+      auto rr = resp.all("Record-Route");
+      std::reverse(rr.begin(), rr.end());
+      b.route_set = rr;
+    }
+  }
+  Message r = sip::make_response(c.caller_invite, resp.status, resp.reason, a.local_tag);
+  copy_headers(resp, &r, false);
+  if (resp.status > 100 && resp.status < 300) r.add("Contact", a.contact);
+  if (has_sdp(resp) && resp.status < 300) {
+    std::string body;
+    int code = 488;
+    bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
+    if (rewrite_sdp(c, ts, offer, resp.body, &body, &code)) {
+      r.body = body;
+      r.set("Content-Type", "application/sdp");
+    } else {
+      ++counters_["bad_answers"];
+    }
+    if (!offer && (resp.status == 183 || ok2xx)) push_flows(c);
+  } else if (!resp.body.empty()) {
+    r.body = resp.body;
+    if (const std::string* ct = resp.get("Content-Type")) r.set("Content-Type", *ct);
+  }
+  if (resp.status < 200) {
+    if (!resp.to_tag.empty() && c.inv_initial) c.state = CallState::kEarly;
+    tx_.respond(c.caller_stx, r);
+    return;
+  }
+  c.inv_active = false;
+  if (ok2xx) {
+    if (c.inv_initial) {
+      c.state = CallState::kConfirmed;
+      c.answered_ms = now_ms();
+      timers_->cancel(c.invite_timer);
+      c.invite_timer = 0;
+      ++counters_["calls_answered"];
+      emit(2, id, sip::uri_of(b.remote_hdr), b.peer.str(), "");
+      if (c.outbound)
+        for (size_t i = 0; i < upstreams_.size(); ++i)
+          if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), true, -1);
+    } else {
+      ++c.reinvites;
+      emit(12, id, "", "", c.on_hold ? "hold" : "active");
+    }
+    c.session_expires_s = parse_u32(sip::uri_of(resp.get("Session-Expires") ? *resp.get("Session-Expires") : ""), 0);
+    arm_session_timer(c);
+    c.waiting_ack = true;
+    c.saved_streams.clear();
+    tx_.respond(c.caller_stx, r);
+    return;
+  }
+  // A failure.
+  if (c.inv_initial) {
+    if (resp.status == 401 || resp.status == 407 || resp.status == 403) {
+      if (c.outbound && (resp.status == 403 || c.caller_invite.get("Authorization") ||
+                         c.caller_invite.get("Proxy-Authorization")))
+        count_auth_failure(a.peer.ip);
+    }
+    tx_.respond(c.caller_stx, r);
+    ++counters_["calls_failed"];
+    end_call(id, "rejected-" + std::to_string(resp.status), false, false);
+    return;
+  }
+  // A re-INVITE failed: the session stays as it was.
+  if (!c.saved_streams.empty()) c.streams = c.saved_streams;
+  c.saved_streams.clear();
+  tx_.respond(c.caller_stx, r);
+}
+
+void Gateway::on_ack(const Message& ack, const Peer& from) {
+  (void)from;
+  auto d = dialogs_.find(ack.call_id + "|" + ack.to_tag);
+  if (d == dialogs_.end()) return;
+  auto it = calls_.find(d->second.first);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  if (d->second.second != c.caller || !c.waiting_ack) return;
+  c.waiting_ack = false;
+  Side ts = other(c.caller);
+  Message m = new_request(c, ts, "ACK");
+  m.set("CSeq", std::to_string(c.inv_cseq_out) + " ACK");
+  if (has_sdp(ack) && !c.offer_in_invite) {
+    std::string body;
+    int code = 488;
+    if (rewrite_sdp(c, c.caller, false, ack.body, &body, &code)) {
+      m.body = body;
+      m.set("Content-Type", "application/sdp");
+      push_flows(c);
+    }
+  } else if (c.offer_in_invite) {
+    push_flows(c);  // re-INVITE answers change flows too; idempotent otherwise
+  }
+  c.ack_peer = c.leg[static_cast<int>(ts)].peer;
+  c.ack_bytes = m.serialize();
+  tx_.send_ack(m, c.ack_peer);
+}
+
+void Gateway::on_cancel(uint64_t stx, const Message& cancel) {
+  (void)cancel;
+  auto s = stx_call_.find(stx);
+  if (s == stx_call_.end()) return;
+  auto it = calls_.find(s->second);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  if (c.state != CallState::kCalling && c.state != CallState::kEarly) return;
+  ++counters_["calls_cancelled"];
+  tx_.respond(stx, sip::make_response(c.caller_invite, 487, "Request Terminated",
+                                      c.leg[static_cast<int>(c.caller)].local_tag));
+  c.state = CallState::kTerminating;
+  c.end_reason = std::string("cancel-") + side_name(c.caller);
+  if (!tx_.cancel(c.callee_ctx)) end_call(c.id, c.end_reason, false, false);
+}
+
+void Gateway::on_ack_timeout(uint64_t stx) {
+  auto s = stx_call_.find(stx);
+  if (s == stx_call_.end()) return;
+  ++counters_["ack_timeouts"];
+  end_call(s->second, "no-ack", true, true);
+}
+
+void Gateway::arm_session_timer(Call& c) {
+  timers_->cancel(c.session_timer);
+  c.session_timer = 0;
+  if (!c.session_expires_s) return;
+  uint64_t id = c.id;
+  // RFC 4028 10: without a refresh the session ends at the interval (less
+  // a margin of a third, at most 32 s, as the RFC suggests for the BYE).
+  int64_t ms = int64_t{c.session_expires_s} * 1000;
+  ms -= std::min<int64_t>(32000, ms / 3);
+  c.session_timer = timers_->after(ms, [this, id] {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    it->second.session_timer = 0;
+    ++counters_["session_timer_expired"];
+    end_call(id, "session-timer", true, true);
+  });
+}
+
+// ---------------------------------------------------------------------------
+// Calls: in-dialog requests
+
+void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& from, Call& c,
+                               Side fs) {
+  Leg& l = c.leg[static_cast<int>(fs)];
+  if (req.cseq <= l.remote_cseq && req.method != "ACK" && l.remote_cseq != 0 &&
+      !(req.method == "CANCEL")) {
+    reply(stx, req, 500, "Server Internal Error", l.local_tag);  // RFC 3261 12.2.2
+    return;
+  }
+  l.remote_cseq = req.cseq;
+  // The phone may have moved (NAT rebinding, a new TCP connection).
+  if (fs == Side::kOutside) l.peer = from;
+  if (const std::string* ct = req.get("Contact"))
+    if (req.method == "INVITE" || req.method == "UPDATE") l.remote_target = sip::uri_of(*ct);
+  if (req.method == "BYE") {
+    reply(stx, req, 200, "OK", l.local_tag);
+    end_call(c.id, std::string("bye-") + side_name(fs), fs == Side::kInside, fs == Side::kOutside);
+    return;
+  }
+  if (req.method == "INVITE") {
+    if (c.inv_active || c.waiting_ack) {
+      reply(stx, req, 491, "Request Pending", l.local_tag);
+      return;
+    }
+    Side ts = other(fs);
+    Message m = new_request(c, ts, "INVITE");
+    copy_headers(req, &m, true);
+    c.inv_initial = false;
+    c.caller = fs;
+    c.caller_stx = stx;
+    c.caller_invite = req;
+    c.offer_in_invite = has_sdp(req);
+    c.saved_streams = c.streams;
+    if (c.offer_in_invite) {
+      std::string body;
+      int code = 488;
+      if (!rewrite_sdp(c, fs, true, req.body, &body, &code)) {
+        c.streams = c.saved_streams;
+        reply(stx, req, code, "Not Acceptable Here", l.local_tag);
+        return;
+      }
+      m.body = body;
+      m.set("Content-Type", "application/sdp");
+    }
+    send_invite(c, ts, std::move(m), c.leg[static_cast<int>(ts)].peer);
+    return;
+  }
+  relay_request(c, stx, req, fs);
+}
+
+void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) {
+  Side ts = other(fs);
+  Message m = new_request(c, ts, req.method);
+  copy_headers(req, &m, true);
+  if (req.method == "PRACK") {
+    // RAck: rseq cseq method; the CSeq is the INVITE's on the other leg.
+    if (const std::string* ra = req.get("RAck")) {
+      std::string rseq = ra->substr(0, ra->find(' '));
+      m.set("RAck", rseq + " " + std::to_string(c.inv_cseq_out) + " INVITE");
+    }
+  }
+  if (const std::string* rt = req.get("Refer-To")) m.set("Refer-To", *rt);
+  bool update_offer = req.method == "UPDATE" && has_sdp(req);
+  std::vector<Stream> saved;
+  if (update_offer) {
+    saved = c.streams;
+    std::string body;
+    int code = 488;
+    if (!rewrite_sdp(c, fs, true, req.body, &body, &code)) {
+      c.streams = saved;
+      reply(stx, req, code, "Not Acceptable Here", c.leg[static_cast<int>(fs)].local_tag);
+      return;
+    }
+    m.body = body;
+    m.set("Content-Type", "application/sdp");
+  } else if (!req.body.empty()) {
+    m.body = req.body;
+    if (const std::string* ct = req.get("Content-Type")) m.set("Content-Type", *ct);
+  }
+  uint64_t id = c.id;
+  Message orig = req;
+  tx_.request(m, c.leg[static_cast<int>(ts)].peer,
+              [this, id, stx, orig, fs, ts, update_offer, saved](const Message& resp, bool local) {
+                (void)local;
+                auto it = calls_.find(id);
+                if (it == calls_.end()) {
+                  if (resp.status >= 200) {
+                    Message r = sip::make_response(orig, resp.status, resp.reason);
+                    tx_.respond(stx, r);
+                  }
+                  return;
+                }
+                Call& cc = it->second;
+                Message r = sip::make_response(orig, resp.status, resp.reason,
+                                               cc.leg[static_cast<int>(fs)].local_tag);
+                copy_headers(resp, &r, false);
+                if (update_offer && resp.status >= 200 && resp.status < 300 && has_sdp(resp)) {
+                  std::string body;
+                  int code = 488;
+                  if (rewrite_sdp(cc, ts, false, resp.body, &body, &code)) {
+                    r.body = body;
+                    r.set("Content-Type", "application/sdp");
+                    push_flows(cc);
+                    emit(12, id, "", "", cc.on_hold ? "hold" : "active");
+                  }
+                } else if (update_offer && resp.status >= 300) {
+                  cc.streams = saved;
+                } else if (!resp.body.empty()) {
+                  r.body = resp.body;
+                  if (const std::string* ct = resp.get("Content-Type")) r.set("Content-Type", *ct);
+                }
+                if (resp.status >= 200 && resp.status < 300 && orig.method == "UPDATE")
+                  arm_session_timer(cc);
+                tx_.respond(stx, r);
+              });
+}
+
+// ---------------------------------------------------------------------------
+// Teardown and media events
+
+void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  bool bye[2] = {bye_outside, bye_inside};
+  for (int s = 0; s < 2; ++s) {
+    Leg& l = c.leg[s];
+    if (!bye[s] || l.remote_tag.empty() || l.remote_target.empty()) continue;
+    if (c.state != CallState::kConfirmed && !(s == static_cast<int>(other(c.caller)))) continue;
+    Message m = new_request(c, static_cast<Side>(s), "BYE");
+    m.add("Reason", "SIP;cause=200;text=\"" + reason + "\"");
+    tx_.request(m, l.peer, [](const Message&, bool) {});
+  }
+  remove_flows(c);
+  for (const Stream& st : c.streams) {
+    if (st.side[0].relay_port) ports_[0]->give(st.side[0].relay_port);
+    if (st.side[1].relay_port) ports_[1]->give(st.side[1].relay_port);
+  }
+  timers_->cancel(c.invite_timer);
+  timers_->cancel(c.session_timer);
+  for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
+  for (auto s = stx_call_.begin(); s != stx_call_.end();)
+    s = s->second == id ? stx_call_.erase(s) : std::next(s);
+  ++counters_["calls_ended"];
+  emit(3, id, "", "", reason);
+  calls_.erase(it);
+}
+
+void Gateway::on_media_timeout(uint64_t cookie, const std::string& flow) {
+  auto it = calls_.find(cookie);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  emit(11, cookie, "", flow, "");
+  if (c.state != CallState::kConfirmed || c.on_hold) return;
+  ++counters_["media_timeouts"];
+  end_call(cookie, "media-timeout", true, true);
+}
+
+void Gateway::on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer) {
+  if (!calls_.count(cookie)) return;
+  emit(10, cookie, "", peer, flow);
+}
+
+// ---------------------------------------------------------------------------
+// Introspection
+
+std::map<std::string, uint64_t> Gateway::counters() const {
+  std::map<std::string, uint64_t> out = counters_;
+  const auto& t = tx_.counters();
+  out["sip_retransmissions"] = t.retransmissions;
+  out["sip_retransmissions_absorbed"] = t.absorbed;
+  out["sip_transaction_timeouts"] = t.timeouts;
+  out["sip_stray_responses"] = t.stray_responses;
+  out["sip_transport_errors"] = t.transport_errors;
+  const auto& n = transport_->counters();
+  out["transport_rx_messages"] = n.rx_messages;
+  out["transport_tx_messages"] = n.tx_messages;
+  out["transport_parse_errors"] = n.parse_errors;
+  out["transport_not_allowed"] = n.not_allowed;
+  out["transport_oversized"] = n.oversized;
+  out["transport_keepalives"] = n.keepalives;
+  out["transport_tls_handshake_failures"] = n.tls_handshake_failures;
+  out["transport_idle_closed"] = n.idle_closed;
+  out["transport_send_failures"] = n.send_failures;
+  return out;
+}
+
+size_t Gateway::ports_in_use() const { return ports_[0]->used(); }
+size_t Gateway::ports_free() const { return ports_[0]->free(); }
+
+size_t Gateway::state_bytes() const {
+  // An estimate from sizes and string capacities (the bench measures RSS).
+  size_t n = 0;
+  for (const auto& [t, b] : bindings_)
+    n += sizeof(Binding) + 64 + b.aor.capacity() + b.user.capacity() + b.contact.capacity() +
+         b.token.capacity() + b.user_agent.capacity() + b.listener.capacity();
+  for (const auto& [id, c] : calls_) {
+    n += sizeof(Call) + 64 + c.caller_invite.body.size() + c.streams.size() * sizeof(Stream);
+    for (const sip::Header& h : c.caller_invite.headers) n += h.name.capacity() + h.value.capacity() + 32;
+  }
+  return n;
+}
+
+}  // namespace sluice::cp

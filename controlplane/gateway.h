@@ -1,0 +1,280 @@
+// The teleworker gateway: a B2BUA between phones on the Internet side
+// ("outside") and the PBX on the LAN side ("inside").
+//
+// - REGISTER is relayed to the upstream PBX with the Contact pointing at the
+//   relay (the phone's user name kept, a token added), so that a call from
+//   the PBX finds the phone's NAT binding or TCP/TLS connection again.
+// - Every call is two dialogs. The relay rewrites SDP on the way through
+//   (relay addresses and ports, a=rtcp, fresh SDES keys per leg, AVP<->SAVP
+//   per side policy), pushes the call's flows to the dataplane in one batch
+//   when an answer arrives, and removes them when the call ends.
+// - Failed authentications from upstream are counted per source address;
+//   sources over the threshold are blocked for a while.
+//
+// Single-threaded: everything runs on the event loop's thread.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "controlplane/media.h"
+#include "controlplane/sdp/sdp.h"
+#include "controlplane/sip/message.h"
+#include "controlplane/sip/transaction.h"
+#include "sluice/controlplane/v1/config.pb.h"
+
+namespace sluice::net {
+class SipTransport;
+}
+
+namespace sluice::cp {
+
+namespace cfg = ::sluice::controlplane::v1;
+
+enum class Side : uint8_t { kOutside = 0, kInside = 1 };
+inline Side other(Side s) { return s == Side::kOutside ? Side::kInside : Side::kOutside; }
+const char* side_name(Side s);
+
+// One direction of one media stream, as the dataplane needs it.
+struct FlowRule {
+  struct Key {
+    int suite = 0;  // 0: none
+    std::string key, salt;
+  };
+  std::string local_addr;
+  uint16_t local_port = 0;
+  int kind = 1;  // 1 RTP, 2 RTCP, 3 RTP+RTCP mux
+  std::string expected_addr;
+  uint16_t expected_port = 0;
+  int latch = 2;  // dataplane LatchPolicy
+  uint32_t max_senders = 4;
+  std::string egress_port;
+  std::string src_addr;
+  uint16_t src_port = 0;
+  std::string dst_addr;
+  uint16_t dst_port = 0;
+  uint32_t timeout_s = 60;
+  uint64_t cookie = 0;
+  Key decrypt, encrypt;
+};
+using FlowKey = std::pair<std::string, uint16_t>;
+
+class FlowSink {
+ public:
+  virtual ~FlowSink() = default;
+  // One batch per call change. False when the dataplane refused or is away;
+  // the gateway keeps the call and re-pushes on reconnect.
+  virtual bool upsert(const std::vector<FlowRule>& rules) = 0;
+  virtual void remove(const std::vector<FlowKey>& keys) = 0;
+};
+
+struct Binding {
+  std::string aor, user, contact, token, user_agent, listener;
+  sip::Peer peer;
+  int64_t expires_at = 0;      // loop clock ms
+  int64_t registered_at = 0;   // unix ms
+};
+
+struct SrtpSide {  // one leg's keys for one stream
+  const SuiteInfo* rx = nullptr;  // the peer's key: we decrypt with it
+  std::string rx_key;             // inline base64
+  const SuiteInfo* tx = nullptr;  // our key toward the peer
+  std::string tx_key;
+  uint32_t tx_tag = 1;
+  // Keys we offered (one per suite), until the answer picks one.
+  std::vector<sdp::Crypto> offered;
+};
+
+struct StreamSide {
+  std::string peer_addr;  // from that side's SDP
+  uint16_t peer_port = 0, peer_rtcp = 0;
+  uint16_t relay_port = 0;  // RTP; RTCP is +1 unless muxed
+  std::string profile;
+  bool srtp = false;
+  SrtpSide keys;
+};
+
+struct Stream {
+  std::string type;
+  bool disabled = false;
+  bool rtcp_mux = false;
+  std::string direction = "sendrecv";
+  std::vector<std::string> codecs;
+  StreamSide side[2];
+};
+
+struct Leg {
+  std::string call_id, local_tag, remote_tag;
+  std::string local_hdr, remote_hdr;  // From/To values as we send them
+  uint32_t local_cseq = 1, remote_cseq = 0;
+  std::string remote_target;
+  std::vector<std::string> route_set;
+  sip::Peer peer;
+  int listener = -1;
+  std::string contact;  // our Contact on this leg
+  std::string user_agent;
+  bool uac = false;  // we sent the dialog-creating INVITE on this leg
+};
+
+enum class CallState : uint8_t { kCalling = 1, kEarly, kConfirmed, kTerminating };
+
+struct Call {
+  uint64_t id = 0;
+  CallState state = CallState::kCalling;
+  bool outbound = true;  // the teleworker called
+  int64_t created_unix_ms = 0, answered_ms = 0;  // answered: loop clock
+  Leg leg[2];
+  std::vector<Stream> streams;
+  uint32_t reinvites = 0;
+  bool on_hold = false;
+  uint32_t session_expires_s = 0;
+  sip::Timers::Id invite_timer = 0, session_timer = 0;
+  // The INVITE transaction pair under way (the dialog-creating one, or a
+  // re-INVITE): at most one per call, as RFC 3261 14.1 allows per dialog.
+  bool inv_active = false;
+  bool inv_initial = true;
+  Side caller = Side::kOutside;  // the side that sent it
+  uint64_t caller_stx = 0, callee_ctx = 0;
+  sip::Message caller_invite;    // as received
+  uint32_t inv_cseq_out = 0;     // its CSeq on the other leg (ACK, PRACK RAck)
+  bool offer_in_invite = true;
+  std::vector<Stream> saved_streams;  // restored when a re-INVITE fails
+  std::string ack_bytes;       // our ACK on the callee leg, resent on 2xx retransmissions
+  sip::Peer ack_peer;
+  bool waiting_ack = false;    // callee answered 2xx, caller's ACK not yet here
+  bool flows_pushed = false;
+  std::string end_reason;
+};
+
+struct Block {
+  std::vector<int64_t> failures;  // loop-clock ms, within the window
+  int64_t blocked_until = 0;
+  int64_t last_failure_unix_ms = 0;
+  uint64_t dropped = 0;
+};
+
+struct UpstreamState {
+  cfg::Upstream spec;
+  sip::Peer peer;
+  int state = 1;  // admin UpstreamState: 1 unknown, 2 up, 3 down
+  int64_t last_change_unix_ms = 0;
+  int64_t last_rtt_ms = -1;
+  uint32_t failures = 0;
+  uint64_t requests = 0;
+  bool probing = false;
+};
+
+struct GatewayEvent {
+  int type;  // sluice.admin.v1.EventType
+  uint64_t call_id = 0;
+  std::string aor, address, detail;
+};
+
+class Gateway : public sip::Transactions::Handler {
+ public:
+  Gateway(const cfg::ControlplaneConfig& config, sip::Timers* timers, net::SipTransport* transport,
+          FlowSink* flows);
+  ~Gateway() override;
+
+  // From the transport.
+  void on_message(const sip::Message& m, const sip::Peer& from);
+  void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw);
+  void on_closed(uint64_t conn);
+  // From the dataplane: a flow with this cookie timed out / latched.
+  void on_media_timeout(uint64_t cookie, const std::string& flow);
+  void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
+  // The dataplane came (back): push every active call's flows again.
+  void repush_all();
+  // Every flow key the gateway owns (for resynchronisation).
+  std::vector<FlowKey> owned_flows() const;
+
+  // Read by the operator API on the loop thread.
+  const std::map<uint64_t, Call>& calls() const { return calls_; }
+  const std::unordered_map<std::string, Binding>& bindings() const { return bindings_; }
+  const std::map<uint32_t, Block>& blocks() const { return blocks_; }
+  const std::vector<UpstreamState>& upstreams() const { return upstreams_; }
+  bool unblock(uint32_t ip);
+  std::map<std::string, uint64_t> counters() const;
+  size_t transactions() const { return tx_.size(); }
+  size_t ports_in_use() const;
+  size_t ports_free() const;
+  size_t state_bytes() const;
+  int64_t now_ms() const { return timers_->clock()->now_ms(); }
+  const cfg::ControlplaneConfig& config() const { return cfg_; }
+
+  std::function<void(const GatewayEvent&)> on_event;
+
+  // sip::Transactions::Handler
+  void on_request(uint64_t stx, const sip::Message& req, const sip::Peer& from) override;
+  void on_ack(const sip::Message& ack, const sip::Peer& from) override;
+  void on_cancel(uint64_t stx, const sip::Message& cancel) override;
+  void on_ack_timeout(uint64_t stx) override;
+
+ private:
+  Side side_of(const sip::Peer& p) const;
+  void reply(uint64_t stx, const sip::Message& req, int code, const char* reason,
+             const std::string& to_tag = {});
+  bool blocked(const sip::Peer& from);
+  void count_auth_failure(uint32_t ip);
+  bool rate_limited(const sip::Peer& from);
+
+  // Registrations
+  void handle_register(uint64_t stx, const sip::Message& req, const sip::Peer& from);
+  void expire_bindings();
+  const Binding* find_binding(const sip::Message& req) const;
+
+  // Calls
+  void handle_invite(uint64_t stx, const sip::Message& req, const sip::Peer& from);
+  void handle_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from, Call& call,
+                        Side from_side);
+  void send_invite(Call& call, Side to, sip::Message m, const sip::Peer& target);
+  void invite_response(uint64_t call_id, const sip::Message& resp, bool local);
+  void relay_request(Call& call, uint64_t stx, const sip::Message& req, Side from);
+  sip::Message new_request(Call& call, Side side, const std::string& method);
+  void copy_headers(const sip::Message& from, sip::Message* to, bool request);
+  // SDP: rewrites `body` coming from `from` for the other side. Returns
+  // false (with *code) when the offer cannot be served (488).
+  bool rewrite_sdp(Call& call, Side from, bool offer, const std::string& body, std::string* out,
+                   int* code);
+  void push_flows(Call& call);
+  void remove_flows(Call& call);
+  void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
+  void arm_session_timer(Call& call);
+  std::string map_replaces(const std::string& value, Side to) const;
+  sip::Peer upstream_peer(int* index);
+  void upstream_result(int index, bool ok, int64_t rtt_ms);
+  void probe_upstreams();
+  std::string our_uri(Side side, const std::string& user, int listener) const;
+  std::string via(Side side, int listener, const std::string& branch) const;
+  int listener_for(Side side, sip::Transport t) const;
+  const cfg::MediaSide& media_side(Side s) const;
+  void emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
+            const std::string& detail);
+
+  cfg::ControlplaneConfig cfg_;
+  sip::Timers* timers_;
+  net::SipTransport* transport_;
+  FlowSink* flows_;
+  sip::Transactions tx_;
+  std::unique_ptr<PortPool> ports_[2];
+  std::map<uint64_t, Call> calls_;
+  std::unordered_map<std::string, std::pair<uint64_t, Side>> dialogs_;  // call-id|local tag
+  std::unordered_map<std::string, uint64_t> invites_;  // caller call-id|from-tag|cseq -> call
+  std::unordered_map<uint64_t, uint64_t> stx_call_;    // caller INVITE stx -> call
+  std::unordered_map<std::string, Binding> bindings_;  // token -> binding
+  std::multimap<std::string, std::string> by_user_;    // user -> token
+  std::map<uint32_t, Block> blocks_;
+  std::map<uint32_t, std::pair<int64_t, uint32_t>> rate_;  // ip -> (second, count)
+  std::vector<UpstreamState> upstreams_;
+  std::map<std::string, uint64_t> counters_;
+  uint64_t next_call_ = 1;
+  uint64_t sdp_version_ = 1;
+  sip::Timers::Id expiry_timer_ = 0, probe_timer_ = 0;
+};
+
+}  // namespace sluice::cp

@@ -1,0 +1,52 @@
+// The control plane's event loop: one thread owns every socket, the SIP
+// state and the timers. Other threads (gRPC handlers, the dataplane event
+// watcher) hand work to it with post(), which wakes the loop through an
+// eventfd; nothing else is shared.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "controlplane/sip/timers.h"
+
+namespace sluice::net {
+
+class Loop {
+ public:
+  using Handler = std::function<void(uint32_t events)>;
+  Loop();
+  ~Loop();
+  Loop(const Loop&) = delete;
+  Loop& operator=(const Loop&) = delete;
+
+  // Watches fd for EPOLLIN/EPOLLOUT/... events; the handler may call del().
+  bool add(int fd, uint32_t events, Handler h);
+  bool mod(int fd, uint32_t events);
+  void del(int fd);
+
+  // Thread-safe: runs fn on the loop thread.
+  void post(std::function<void()> fn);
+  // Runs until stop(); returns after the current iteration.
+  void run();
+  void stop();  // thread-safe
+  // One iteration, waiting at most max_wait_ms (tests drive the loop this way).
+  void run_once(int max_wait_ms);
+
+  sip::Timers& timers() { return timers_; }
+  const sip::Clock& clock() const { return clock_; }
+
+ private:
+  int epfd_ = -1;
+  int wake_ = -1;
+  sip::SteadyClock clock_;
+  sip::Timers timers_{&clock_};
+  std::unordered_map<int, Handler> handlers_;
+  std::mutex mu_;
+  std::vector<std::function<void()>> posted_;
+  bool stopping_ = false;
+};
+
+}  // namespace sluice::net
