@@ -87,7 +87,7 @@ Gateway::Gateway(const cfg::ControlplaneConfig& config, sip::Timers* timers,
     upstreams_.push_back(st);
   }
   expiry_timer_ = timers_->after(1000, [this] { expire_bindings(); });
-  probe_timer_ = timers_->after(100, [this] { probe_upstreams(); });
+  if (!cfg_.monitor().disabled()) probe_timer_ = timers_->after(100, [this] { probe_upstreams(); });
 }
 
 Gateway::~Gateway() {

@@ -49,22 +49,25 @@ class Bridge : public net::SipTransport::Handler {
 int main(int argc, char** argv) {
   std::string config_path;
   bool check = false;
+  bool trace = false;
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) {
       config_path = argv[++i];
+    } else if (a == "--trace-sip") {
+      trace = true;
     } else if (a == "--check") {
       check = true;
     } else if (a == "--version") {
       printf("sluice-controlplane %s\n", SLUICE_VERSION);
       return 0;
     } else {
-      fprintf(stderr, "usage: sluice-controlplane --config FILE [--check]\n");
+      fprintf(stderr, "usage: sluice-controlplane --config FILE [--check] [--trace-sip]\n");
       return 2;
     }
   }
   if (config_path.empty()) {
-    fprintf(stderr, "usage: sluice-controlplane --config FILE [--check]\n");
+    fprintf(stderr, "usage: sluice-controlplane --config FILE [--check] [--trace-sip]\n");
     return 2;
   }
   auto cfg = cp::load_config_file(config_path);
@@ -87,6 +90,7 @@ int main(int argc, char** argv) {
   net::Loop loop;
   Bridge bridge;
   net::SipTransport transport(&loop, &bridge);
+  transport.set_trace(trace);
   for (const auto& l : cfg->listeners()) {
     if (l.disabled()) continue;
     net::ListenerSpec s;

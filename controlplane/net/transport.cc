@@ -43,6 +43,16 @@ bool only_crlf(const char* p, size_t n) {
 
 }  // namespace
 
+void SipTransport::trace(const char* dir, const sip::Peer& p, std::string_view bytes) const {
+  std::string text(bytes);
+  // Mask SDES keys: "inline:KEY" -> "inline:***".
+  for (size_t at = text.find("inline:"); at != std::string::npos; at = text.find("inline:", at + 1)) {
+    size_t end = text.find_first_of("|\r\n ", at + 7);
+    text.replace(at + 7, (end == std::string::npos ? text.size() : end) - at - 7, "***");
+  }
+  fprintf(stderr, "---- %s %s\n%s\n", dir, p.str().c_str(), text.c_str());
+}
+
 bool parse_cidr(const std::string& s, Cidr* out) {
   size_t slash = s.find('/');
   uint32_t ip;
@@ -183,6 +193,7 @@ bool SipTransport::allowed(const Listener& l, uint32_t ip) {
 void SipTransport::handle_datagram(int li, const char* data, size_t n, const sip::Peer& from) {
   (void)li;
   counters_.rx_bytes += n;
+  if (trace_) trace("in", from, std::string_view(data, n));
   if (only_crlf(data, n)) {  // NAT keep-alive
     ++counters_.keepalives;
     return;
@@ -295,6 +306,7 @@ uint64_t SipTransport::open_conn(const sip::Peer& to, int li) {
 }
 
 bool SipTransport::send(const sip::Peer& to, const std::string& bytes) {
+  if (trace_) trace("out", to, bytes);
   if (to.transport == sip::Transport::kUdp) {
     int li = to.listener;
     if (li < 0 || li >= listeners() || listeners_[li].spec.transport != sip::Transport::kUdp) {
@@ -465,6 +477,7 @@ void SipTransport::deliver_stream(Conn& c) {
       }
       return;
     }
+    if (trace_) trace("in", c.peer, std::string_view(c.in).substr(0, used));
     c.in.erase(0, used);
     ++counters_.rx_messages;
     sip::Peer from = c.peer;

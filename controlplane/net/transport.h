@@ -80,6 +80,9 @@ class SipTransport : public sip::Sender {
   // bad (the old context stays in use).
   bool reload_tls(std::string* error);
   void set_idle_timeout(uint64_t conn, int seconds);
+  // Prints every message in and out to stderr (operator debugging; SDES
+  // keys in SDP are masked).
+  void set_trace(bool on) { trace_ = on; }
   bool connection_open(uint64_t conn) const { return conns_.count(conn) != 0; }
   size_t connections() const { return conns_.size(); }
 
@@ -139,6 +142,8 @@ class SipTransport : public sip::Sender {
   uint64_t next_conn_ = 1;
   Counters counters_;
   sip::Timers::Id sweep_timer_ = 0;
+  bool trace_ = false;
+  void trace(const char* dir, const sip::Peer& p, std::string_view bytes) const;
 };
 
 }  // namespace sluice::net

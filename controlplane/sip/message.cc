@@ -518,7 +518,10 @@ void Message::set(std::string_view name, std::string value) {
     headers[i].value = std::move(value);
     size_t j = i + 1;
     for (size_t k = i + 1; k < headers.size(); ++k)
-      if (!ieq(headers[k].name, name)) headers[j++] = std::move(headers[k]);
+      if (!ieq(headers[k].name, name)) {
+        if (j != k) headers[j] = std::move(headers[k]);  // never self-move
+        ++j;
+      }
     headers.resize(j);
     return;
   }
