@@ -70,6 +70,9 @@ struct Options {
 
 void usage(FILE* f) {
   std::fprintf(f,
+               "usage: sluice-bench sip [--calls N] [--rate R] [--hold-ms MS] [--registrations M]\n"
+               "                    [--reg-rate R] [--transport udp|tcp] [--json]\n"
+               "  Call setups and registrations through the lab appliance, driven by SIPp.\n"
                "usage: sluice-bench dataplane --codec g711|g729|opus --flows N\n"
                "                    [--duration SECONDS] [--json] [--dataplane PATH]\n"
                "                    [--testpmd PATH] [--crypto none|decrypt|encrypt|rekey]\n"
@@ -264,6 +267,19 @@ std::string drops_json(const pb::Stats& st) {
 
 int main(int argc, char** argv) {
   Options o;
+  if (argc >= 2 && std::string(argv[1]) == "sip") {
+    // The SIP bench drives whole processes (the lab, SIPp): a script does
+    // that better than C++; it lives with the sources.
+    std::vector<char*> args;
+    std::string script = std::string(SLUICE_SOURCE_DIR) + "/bench/sip_bench.sh";
+    args.push_back(const_cast<char*>("bash"));
+    args.push_back(script.data());
+    for (int i = 2; i < argc; ++i) args.push_back(argv[i]);
+    args.push_back(nullptr);
+    execv("/bin/bash", args.data());
+    std::perror("sluice-bench: cannot run bench/sip_bench.sh");
+    return 1;
+  }
   if (argc < 2 || std::string(argv[1]) != "dataplane") {
     if (argc >= 2 && (std::string(argv[1]) == "-h" || std::string(argv[1]) == "--help")) {
       usage(stdout);

@@ -29,7 +29,9 @@ PHONE=192.0.2.10
 PHONE2=192.0.2.11
 PBX=198.51.100.10
 SOCK=unix:$LAB_DIR/dataplane.sock
+CP_SOCK=unix:$LAB_DIR/controlplane.sock
 export SLUICE_DATAPLANE=$SOCK
+export SLUICE_CONTROLPLANE=$CP_SOCK
 
 lab_up() {
   lab_down >/dev/null 2>&1
@@ -91,9 +93,55 @@ ports {
 }
 media { port_min: 20000 port_max: 31000 max_flows: 65536 }
 CONF
+  lab_tls_material || return 1
+  cat >"$LAB_DIR/controlplane.conf" <<CONF
+# Lab control plane: teleworkers on the outside (UDP, TCP, TLS with client
+# certificates), the PBX on the inside; media anchored on the dataplane.
+listeners { name: "out-udp" side: "outside" address: "$RELAY_OUT" port: 5060 transport: UDP }
+listeners { name: "out-tcp" side: "outside" address: "$RELAY_OUT" port: 5060 transport: TCP }
+listeners { name: "out-tls" side: "outside" address: "$RELAY_OUT" port: 5061 transport: TLS
+  tls { certificate_file: "$LAB_DIR/tls/relay.crt" private_key_file: "$LAB_DIR/tls/relay.key"
+        ca_file: "$LAB_DIR/tls/ca.crt" require_client_certificate: true } }
+listeners { name: "in-udp" side: "inside" address: "$RELAY_IN" port: 5060 transport: UDP }
+listeners { name: "in-tcp" side: "inside" address: "$RELAY_IN" port: 5060 transport: TCP }
+upstreams { host: "$PBX" port: ${LAB_PBX_PORT:-5060} transport: ${LAB_PBX_TRANSPORT:-UDP} }
+media {
+  outside { address: "$RELAY_OUT" srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
+  inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} }
+  inactivity_timeout_s: ${LAB_MEDIA_TIMEOUT:-60}
+}
+monitor { ${LAB_MONITOR:-disabled: true} }
+security { auth_failures: ${LAB_AUTH_FAILURES:-5} block_s: 60 }
+registrations { mobile_user_agents: "Mobile" }
+dataplane: "$SOCK"
+admin_listen: "$CP_SOCK"
+state_dir: "$LAB_DIR"
+CONF
+}
+
+# A throwaway CA, the relay's certificate and one client certificate for
+# the teleworkers (mutual TLS); made per lab, never kept.
+lab_tls_material() {
+  local d=$LAB_DIR/tls
+  mkdir -p "$d"
+  (
+    cd "$d" || exit 1
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=sluice lab CA" \
+      -keyout ca.key -out ca.crt >/dev/null 2>&1 &&
+    for n in relay phone; do
+      openssl req -newkey rsa:2048 -nodes -subj "/CN=$n.lab.example" -keyout $n.key -out $n.csr \
+        >/dev/null 2>&1 &&
+      openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 -out $n.crt \
+        >/dev/null 2>&1 || exit 1
+    done
+    # An untrusted client (its own CA): mutual TLS must refuse it.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=stranger" \
+      -keyout stranger.key -out stranger.crt >/dev/null 2>&1
+  ) || { echo "lab: openssl failed" >&2; return 1; }
 }
 
 lab_down() {
+  cp_stop
   lab_stop
   local ns
   for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX"; do
@@ -127,6 +175,41 @@ lab_start() {
 
 lab_stop() {
   local pidf=$LAB_DIR/dataplane.pid
+  [ -f "$pidf" ] || return 0
+  local pid
+  pid=$(cat "$pidf")
+  if kill -0 "$pid" 2>/dev/null; then
+    kill -TERM "$pid"
+    local i
+    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$pid" 2>/dev/null
+  fi
+  rm -f "$pidf"
+}
+
+# Starts sluice-controlplane in the relay namespace (the dataplane's TAPs
+# carry the relay addresses there); waits until its operator API answers.
+cp_start() {
+  local conf=${1:-$LAB_DIR/controlplane.conf}
+  ip netns exec "$NS_RELAY" "$BUILD/controlplane/sluice-controlplane" --config "$conf" ${CP_ARGS:-} \
+    >>"$LAB_DIR/controlplane.log" 2>&1 &
+  echo $! >"$LAB_DIR/controlplane.pid"
+  local i
+  for i in $(seq 1 100); do
+    if "$BUILD/tools/sluicectl" --timeout 1 status >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$(cat "$LAB_DIR/controlplane.pid")" 2>/dev/null; then
+      echo "lab: sluice-controlplane exited:" >&2
+      cat "$LAB_DIR/controlplane.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  echo "lab: sluice-controlplane did not answer on $CP_SOCK" >&2
+  return 1
+}
+
+cp_stop() {
+  local pidf=$LAB_DIR/controlplane.pid
   [ -f "$pidf" ] || return 0
   local pid
   pid=$(cat "$pidf")

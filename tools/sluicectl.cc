@@ -1,8 +1,12 @@
-// sluicectl: the operator CLI for the Sluice dataplane.
+// sluicectl: the operator CLI for Sluice.
 //
-// A thin client of the sluice.dataplane.v1.Dataplane gRPC service: human
-// tables by default, protobuf JSON with --json. Exit status: 0 success,
-// 1 gRPC error (printed as "sluicectl: CODE: message"), 2 bad command line.
+// A thin client of two gRPC services: the dataplane's
+// sluice.dataplane.v1.Dataplane (flows, stats) and the control plane's
+// sluice.admin.v1.Admin (calls, registrations, upstreams, blocked sources,
+// status). Human tables by default, protobuf JSON with --json. Exit status:
+// 0 success, 1 gRPC error (printed as "sluicectl: CODE: message"), 2 bad
+// command line.
+#include <arpa/inet.h>
 #include <google/protobuf/util/json_util.h>
 #include <grpcpp/grpcpp.h>
 #include <pthread.h>
@@ -24,7 +28,9 @@
 #include <set>
 #include <sstream>
 #include <thread>
+#include <tuple>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -32,6 +38,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "cli.h"
+#include "sluice/admin/v1/admin.grpc.pb.h"
 #include "sluice/dataplane/v1/dataplane.grpc.pb.h"
 #include "sluice_version.h"
 
@@ -39,8 +46,10 @@ namespace sluicectl {
 namespace {
 
 namespace pb = sluice::dataplane::v1;
+namespace apb = sluice::admin::v1;
 
 constexpr char kDefaultSocket[] = "unix:/run/sluice/dataplane.sock";
+constexpr char kDefaultCpSocket[] = "unix:/run/sluice/controlplane.sock";
 constexpr uint64_t kU64Max = std::numeric_limits<uint64_t>::max();
 constexpr uint64_t kU32Max = std::numeric_limits<uint32_t>::max();
 
@@ -50,30 +59,46 @@ constexpr uint64_t kU32Max = std::numeric_limits<uint32_t>::max();
 const char kMainHelp[] =
     "Usage: sluicectl [GLOBAL OPTIONS] COMMAND [ARGS] [OPTIONS]\n"
     "\n"
-    "Operator CLI for the Sluice dataplane (gRPC service sluice.dataplane.v1.Dataplane).\n"
+    "Operator CLI for Sluice, a client of two gRPC services: the dataplane's\n"
+    "sluice.dataplane.v1.Dataplane and the control plane's sluice.admin.v1.Admin.\n"
     "\n"
-    "Commands:\n"
+    "Dataplane commands (--socket, $SLUICE_DATAPLANE):\n"
     "  flows list     list flows\n"
     "  flows get      show one flow in detail\n"
     "  flows watch    stream flow events (latching, peer changes, timeouts, drops)\n"
     "  flows add      create or replace flows: one flow, a relayed pair, or a JSON batch\n"
     "  flows delete   remove flows by key\n"
     "  stats          dataplane summary: ports, workers, drops, neighbors\n"
-    "  help [COMMAND] show help for a command\n"
+    "\n"
+    "Control plane commands (--cp-socket, $SLUICE_CONTROLPLANE):\n"
+    "  calls list           list calls: state, parties, duration, media, hold\n"
+    "  calls get            show one call: both legs and every media stream\n"
+    "  calls watch          stream control plane events (calls, registrations,\n"
+    "                       blocks, upstreams, media)\n"
+    "  registrations list   list registered phones (AOR, contact, NAT binding)\n"
+    "  upstreams list       list upstream servers (PBX) and their health\n"
+    "  blocked list         list sources blocked for authentication failures\n"
+    "  blocked remove       lift a block early\n"
+    "  status               control plane summary and counters\n"
+    "\n"
+    "  help [COMMAND]       show help for a command\n"
     "\n"
     "Global options (before or after the command):\n"
     "  --socket ADDR      the dataplane's gRPC address, unix:/path or host:port\n"
     "                     (default: $SLUICE_DATAPLANE, else unix:/run/sluice/dataplane.sock)\n"
+    "  --cp-socket ADDR   the control plane's gRPC address, unix:/path or host:port\n"
+    "                     (default: $SLUICE_CONTROLPLANE, else\n"
+    "                     unix:/run/sluice/controlplane.sock)\n"
     "  --timeout SECONDS  deadline for each request (default 5). After 'flows add',\n"
     "                     --timeout is the flow's inactivity timeout: give the\n"
     "                     deadline before the command there.\n"
     "  --json             print protobuf JSON instead of tables (one document per call;\n"
-    "                     one object per line for 'flows watch')\n"
+    "                     one object per line for 'flows watch' and 'calls watch')\n"
     "  -h, --help         show help ('sluicectl COMMAND --help' for a command)\n"
     "  --version          print the version\n"
     "\n"
-    "Exit status: 0 success, 1 the dataplane returned an error or could not be\n"
-    "reached, 2 bad command line.\n";
+    "Exit status: 0 success, 1 the dataplane or control plane returned an error or\n"
+    "could not be reached, 2 bad command line.\n";
 
 const char kFlowsHelp[] =
     "Usage: sluicectl flows VERB [ARGS] [OPTIONS]\n"
@@ -207,8 +232,119 @@ const char kStatsHelp[] =
     "flow table memory) and tables of ports, workers, drops by reason and\n"
     "neighbors. --json prints the Stats message.\n";
 
+const char kCallsHelp[] =
+    "Usage: sluicectl calls VERB [ARGS] [OPTIONS]\n"
+    "\n"
+    "Calls through the control plane (--cp-socket, $SLUICE_CONTROLPLANE).\n"
+    "\n"
+    "Verbs:\n"
+    "  list     list calls\n"
+    "  get      show one call in detail\n"
+    "  watch    stream control plane events\n"
+    "\n"
+    "'sluicectl calls VERB --help' describes a verb.\n";
+
+const char kCallsListHelp[] =
+    "Usage: sluicectl calls list\n"
+    "\n"
+    "Lists the control plane's calls. Columns: ID (also the cookie of the call's\n"
+    "dataplane flows), STATE (calling, early, confirmed, terminating), DIR\n"
+    "(outbound: the teleworker called; inbound: the PBX called), FROM and TO (the\n"
+    "outside leg's URIs), DURATION (since the answer), STREAMS, MEDIA (per stream:\n"
+    "type, first codec, outside > inside protection: SRTP:SUITE or RTP), HOLD.\n"
+    "--json prints the ListCallsResponse.\n";
+
+const char kCallsGetHelp[] =
+    "Usage: sluicectl calls get ID\n"
+    "\n"
+    "Shows one call: state, both SIP legs (call-id, tags, From, To, remote target,\n"
+    "transport, signalling peer, user agent) and every media stream (codecs,\n"
+    "rtcp-mux, direction, relay/advertised/peer address, profile and SRTP suite on\n"
+    "each side, dataplane flow keys). SRTP keys are never shown. --json prints the\n"
+    "Call message.\n";
+
+const char kCallsWatchHelp[] =
+    "Usage: sluicectl calls watch [--types TYPE[,TYPE...]] [--count N]\n"
+    "\n"
+    "Streams control plane events, one line each: TIME (UTC), TYPE, CALL, AOR,\n"
+    "ADDRESS, DETAIL. Runs until interrupted (Ctrl-C), until --count events have\n"
+    "arrived, or until the control plane ends the stream. A slow reader loses\n"
+    "events; the next event then says how many were lost.\n"
+    "\n"
+    "Options:\n"
+    "  --types LIST   only these event types (comma-separated, repeatable):\n"
+    "                 call_started, call_answered, call_updated, call_ended,\n"
+    "                 registered, unregistered, blocked, unblocked, upstream_up,\n"
+    "                 upstream_down, media_latched, media_timeout\n"
+    "  --count N      exit after N events\n"
+    "  --json         one AdminEvent JSON object per line\n";
+
+const char kRegistrationsHelp[] =
+    "Usage: sluicectl registrations list [--aor AOR]\n"
+    "\n"
+    "Lists the phones registered through the control plane (--cp-socket,\n"
+    "$SLUICE_CONTROLPLANE). Columns: AOR, CONTACT (the phone's own Contact URI),\n"
+    "TRANSPORT, SOURCE (the NAT binding the phone's SIP came from), EXPIRES\n"
+    "(seconds left), USER-AGENT, LISTENER.\n"
+    "\n"
+    "Options:\n"
+    "  --aor AOR   only this address of record, exactly as registered\n"
+    "              (e.g. sip:alice@example.com)\n"
+    "  --json      print the ListRegistrationsResponse\n";
+
+const char kUpstreamsHelp[] =
+    "Usage: sluicectl upstreams list\n"
+    "\n"
+    "Lists the upstream servers (the PBX side) the control plane routes to\n"
+    "(--cp-socket, $SLUICE_CONTROLPLANE). Columns: HOST, ENDPOINT, TRANSPORT,\n"
+    "PRIO, WEIGHT, STATE (up, down, unknown: not probed yet), ACTIVE (yes: new\n"
+    "requests go there now), RTT (milliseconds, the last OPTIONS round trip),\n"
+    "FAILURES (consecutive), REQUESTS (routed to it). --json prints the\n"
+    "ListUpstreamsResponse.\n";
+
+const char kBlockedHelp[] =
+    "Usage: sluicectl blocked VERB [ARGS] [OPTIONS]\n"
+    "\n"
+    "Sources the control plane blocks after repeated authentication failures\n"
+    "(--cp-socket, $SLUICE_CONTROLPLANE).\n"
+    "\n"
+    "Verbs:\n"
+    "  list     list blocked sources\n"
+    "  remove   lift a block early\n"
+    "\n"
+    "'sluicectl blocked VERB --help' describes a verb.\n";
+
+const char kBlockedListHelp[] =
+    "Usage: sluicectl blocked list [--all]\n"
+    "\n"
+    "Lists blocked source addresses. Columns: ADDRESS, FAILURES (authentication\n"
+    "failures counted in the window), BLOCKED, REMAINING (seconds of the block),\n"
+    "DROPPED (requests dropped while blocked), LAST-FAILURE (UTC).\n"
+    "\n"
+    "Options:\n"
+    "  --all    also sources with failures counted but not (yet) blocked\n"
+    "  --json   print the ListBlockedResponse\n";
+
+const char kBlockedRemoveHelp[] =
+    "Usage: sluicectl blocked remove ADDRESS\n"
+    "\n"
+    "Lifts the block of one source address early; its failure count restarts at\n"
+    "zero. Prints 'unblocked ADDRESS', or 'ADDRESS was not blocked' (not an\n"
+    "error). --json prints the UnblockResponse.\n";
+
+const char kStatusHelp[] =
+    "Usage: sluicectl status [--all]\n"
+    "\n"
+    "Prints the control plane summary (version, uptime, calls, registrations,\n"
+    "blocked sources, transactions, connections, the dataplane link and its\n"
+    "generation, flows, relay ports, state memory) and its counters.\n"
+    "\n"
+    "Options:\n"
+    "  --all    also the counters that are zero\n"
+    "  --json   print the Status message (every counter)\n";
+
 // ---------------------------------------------------------------------------
-// Errors and the client
+// Errors and the clients
 
 // A gRPC call failed; main prints "sluicectl: CODE: message" and exits 1.
 class RpcError : public std::runtime_error {
@@ -262,23 +398,24 @@ const char* code_name(grpc::StatusCode c) {
 }
 
 struct Options {
-  std::string socket;
+  std::string socket;     // the dataplane
+  std::string cp_socket;  // the control plane
   double timeout = 5;
   bool json = false;
 };
 
-class Client {
+// A channel to one service: the unary deadline and the error mapping that
+// both clients share.
+class Connection {
  public:
-  explicit Client(const Options& o) : opts_(o) {
+  Connection(const Options& o, const std::string& target) : target_(target), timeout_(o.timeout) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);  // a ListFlows page of 10000 flows is large
-    channel_ = grpc::CreateCustomChannel(o.socket, grpc::InsecureChannelCredentials(), args);
-    stub_ = pb::Dataplane::NewStub(channel_);
+    channel_ = grpc::CreateCustomChannel(target, grpc::InsecureChannelCredentials(), args);
   }
 
   std::chrono::system_clock::time_point deadline() const {
-    return std::chrono::system_clock::now() +
-           std::chrono::microseconds(int64_t(opts_.timeout * 1e6));
+    return std::chrono::system_clock::now() + std::chrono::microseconds(int64_t(timeout_ * 1e6));
   }
   // A fresh context with the unary deadline.
   std::unique_ptr<grpc::ClientContext> context() const {
@@ -286,21 +423,46 @@ class Client {
     ctx->set_deadline(deadline());
     return ctx;
   }
-  pb::Dataplane::Stub& stub() { return *stub_; }
   grpc::Channel& channel() { return *channel_; }
+  const std::string& target() const { return target_; }
+  double timeout() const { return timeout_; }
 
   // Throws RpcError for a failed call; a deadline says what it waited for.
   void check(const grpc::Status& s) const {
     if (s.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED)
-      throw RpcError(s.error_code(), absl::StrCat("no answer from ", opts_.socket, " within ",
-                                                  opts_.timeout, " s (--timeout)"));
+      throw RpcError(s.error_code(), absl::StrCat("no answer from ", target_, " within ",
+                                                  timeout_, " s (--timeout)"));
     if (!s.ok()) throw RpcError(s.error_code(), s.error_message());
   }
 
- private:
-  Options opts_;
+ protected:
   std::shared_ptr<grpc::Channel> channel_;
+
+ private:
+  std::string target_;
+  double timeout_;
+};
+
+// The dataplane (--socket).
+class Client : public Connection {
+ public:
+  explicit Client(const Options& o)
+      : Connection(o, o.socket), stub_(pb::Dataplane::NewStub(channel_)) {}
+  pb::Dataplane::Stub& stub() { return *stub_; }
+
+ private:
   std::unique_ptr<pb::Dataplane::Stub> stub_;
+};
+
+// The control plane's operator API (--cp-socket).
+class AdminClient : public Connection {
+ public:
+  explicit AdminClient(const Options& o)
+      : Connection(o, o.cp_socket), stub_(apb::Admin::NewStub(channel_)) {}
+  apb::Admin::Stub& stub() { return *stub_; }
+
+ private:
+  std::unique_ptr<apb::Admin::Stub> stub_;
 };
 
 // ---------------------------------------------------------------------------
@@ -376,8 +538,10 @@ std::string latch_name(pb::LatchPolicy l) {
   }
 }
 
+// Event types by their command-line name (a proto enum value of either
+// service's EventType).
 struct EventTypeName {
-  pb::EventType type;
+  int type;
   const char* name;
 };
 constexpr EventTypeName kEventTypes[] = {
@@ -385,12 +549,29 @@ constexpr EventTypeName kEventTypes[] = {
     {pb::EVENT_TYPE_TIMED_OUT, "timed_out"}, {pb::EVENT_TYPE_DROPS, "drops"},
     {pb::EVENT_TYPE_RESUMED, "resumed"},     {pb::EVENT_TYPE_SRTP_AUTH_FAILED, "srtp_auth_failed"},
 };
+constexpr EventTypeName kAdminEventTypes[] = {
+    {apb::EVENT_TYPE_CALL_STARTED, "call_started"},
+    {apb::EVENT_TYPE_CALL_ANSWERED, "call_answered"},
+    {apb::EVENT_TYPE_CALL_UPDATED, "call_updated"},
+    {apb::EVENT_TYPE_CALL_ENDED, "call_ended"},
+    {apb::EVENT_TYPE_REGISTERED, "registered"},
+    {apb::EVENT_TYPE_UNREGISTERED, "unregistered"},
+    {apb::EVENT_TYPE_BLOCKED, "blocked"},
+    {apb::EVENT_TYPE_UNBLOCKED, "unblocked"},
+    {apb::EVENT_TYPE_UPSTREAM_UP, "upstream_up"},
+    {apb::EVENT_TYPE_UPSTREAM_DOWN, "upstream_down"},
+    {apb::EVENT_TYPE_MEDIA_LATCHED, "media_latched"},
+    {apb::EVENT_TYPE_MEDIA_TIMEOUT, "media_timeout"},
+};
 
-std::string event_name(pb::EventType t) {
-  for (const auto& e : kEventTypes)
+template <size_t N>
+std::string type_name(const EventTypeName (&table)[N], int t) {
+  for (const auto& e : table)
     if (e.type == t) return e.name;
-  return absl::StrCat("type-", int(t));
+  return absl::StrCat("type-", t);
 }
+
+std::string event_name(pb::EventType t) { return type_name(kEventTypes, t); }
 
 uint64_t drop_sum(const google::protobuf::RepeatedPtrField<pb::DropCount>& d) {
   uint64_t n = 0;
@@ -646,20 +827,92 @@ class SignalWaiter {
   std::thread thread_;
 };
 
+// --types LIST (comma-separated, repeatable): the names of `table`, each
+// type once. Empty: all types.
+template <size_t N>
+std::vector<int> parse_types(const Args& a, const EventTypeName (&table)[N]) {
+  std::vector<int> out;
+  for (const std::string& v : a.values("types")) {
+    for (absl::string_view t : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
+      std::string name(t);
+      std::replace(name.begin(), name.end(), '-', '_');
+      auto it = std::find_if(std::begin(table), std::end(table),
+                             [&](const EventTypeName& e) { return name == e.name; });
+      if (it == std::end(table)) {
+        std::vector<std::string> names;
+        for (const auto& e : table) names.push_back(e.name);
+        throw UsageError(absl::StrCat("--types: unknown event type '", t, "' (",
+                                      absl::StrJoin(names, ", "), ")"));
+      }
+      if (std::find(out.begin(), out.end(), it->type) == out.end()) out.push_back(it->type);
+    }
+  }
+  if (a.has("types") && out.empty()) throw UsageError("--types: no event type given");
+  return out;
+}
+
+// A stream has no deadline; bound the connection attempt instead. A refused
+// connection (TRANSIENT_FAILURE) lets the call fail right away with gRPC's
+// own UNAVAILABLE message. False: a signal ended the wait.
+bool wait_connected(Connection& c, const SignalWaiter& signals) {
+  auto deadline = c.deadline();
+  auto state = c.channel().GetState(true);
+  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
+         state != GRPC_CHANNEL_SHUTDOWN) {
+    if (signals.stopped()) return false;
+    auto now = std::chrono::system_clock::now();
+    if (now >= deadline)
+      throw RpcError(grpc::StatusCode::UNAVAILABLE,
+                     absl::StrCat("no connection to ", c.target(), " within ", c.timeout(), " s"));
+    c.channel().WaitForStateChange(state, std::min(deadline, now + std::chrono::milliseconds(100)));
+    state = c.channel().GetState(true);
+  }
+  return true;
+}
+
+// Reads a watch stream until `count` events (0: no limit), a stop signal, a
+// failed write to stdout or the end of the stream; print(ev, n) prints the
+// n-th event (from 0). `server` names the peer for a stream it ended.
+template <typename Event, typename Print>
+int follow_events(const Options& o, const Connection& c, grpc::ClientContext& ctx,
+                  const SignalWaiter& signals, grpc::ClientReader<Event>& reader, uint64_t count,
+                  const char* server, Print print) {
+  Event ev;
+  uint64_t n = 0;
+  bool done = false;  // we ended the stream ourselves
+  while (reader.Read(&ev)) {
+    print(ev, n);
+    if (std::fflush(stdout) != 0 || std::ferror(stdout)) done = true;  // reader went away
+    if (++n == count) done = true;
+    if (done) {
+      ctx.TryCancel();
+      while (reader.Read(&ev)) {
+      }
+      break;
+    }
+  }
+  grpc::Status st = reader.Finish();
+  if (done || signals.stopped()) return 0;
+  c.check(st);
+  if (!o.json) std::fprintf(stderr, "sluicectl: %s ended the event stream\n", server);
+  return 0;
+}
+
+// The event's time, or now when it has none.
+std::string event_time(bool has_time, const google::protobuf::Timestamp& t) {
+  if (has_time) return format_utc_ms(t.seconds(), t.nanos());
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                std::chrono::system_clock::now().time_since_epoch())
+                .count();
+  return format_utc_ms(ns / 1000000000, int32_t(ns % 1000000000));
+}
+
 void print_event(const Options& o, const pb::Event& ev) {
   if (o.json) {
     std::printf("%s\n", to_json(ev).c_str());
     return;
   }
-  std::string when;
-  if (ev.has_time()) {
-    when = format_utc_ms(ev.time().seconds(), ev.time().nanos());
-  } else {
-    auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                  std::chrono::system_clock::now().time_since_epoch())
-                  .count();
-    when = format_utc_ms(ns / 1000000000, int32_t(ns % 1000000000));
-  }
+  std::string when = event_time(ev.has_time(), ev.time());
   std::string key = ev.has_key() && !ev.key().local_address().empty() ? key_str(ev.key()) : "-";
   std::string line =
       absl::StrFormat("%-24s  %-12s  %-21s  %-21s  %-10d  %s", when, event_name(ev.type()), key,
@@ -672,66 +925,23 @@ void print_event(const Options& o, const pb::Event& ev) {
 int flows_watch(const Options& o, const Args& a) {
   no_positional(a);
   pb::WatchEventsRequest req;
-  std::set<int> seen;
-  for (const std::string& v : a.values("types")) {
-    for (absl::string_view t : absl::StrSplit(v, ',', absl::SkipWhitespace())) {
-      std::string name(t);
-      std::replace(name.begin(), name.end(), '-', '_');
-      auto it = std::find_if(std::begin(kEventTypes), std::end(kEventTypes),
-                             [&](const EventTypeName& e) { return name == e.name; });
-      if (it == std::end(kEventTypes))
-        throw UsageError(absl::StrCat("--types: unknown event type '", t,
-                                      "' (latched, peer_changed, timed_out, drops, resumed, srtp_auth_failed)"));
-      if (seen.insert(it->type).second) req.add_types(it->type);
-    }
-  }
-  if (a.has("types") && req.types().empty()) throw UsageError("--types: no event type given");
+  for (int t : parse_types(a, kEventTypes)) req.add_types(pb::EventType(t));
   uint64_t count = a.has("count") ? parse_uint("--count", a.value("count"), 1, kU64Max) : 0;
 
   sigset_t stop_set = block_stop_signals();  // before gRPC starts any thread
   Client c(o);
   grpc::ClientContext ctx;
   SignalWaiter signals(stop_set, &ctx);  // declared after ctx: joined before ctx goes
-
-  // A stream has no deadline; bound the connection attempt instead. A
-  // refused connection (TRANSIENT_FAILURE) lets the call fail right away
-  // with gRPC's own UNAVAILABLE message.
-  auto deadline = c.deadline();
-  auto state = c.channel().GetState(true);
-  while (state != GRPC_CHANNEL_READY && state != GRPC_CHANNEL_TRANSIENT_FAILURE &&
-         state != GRPC_CHANNEL_SHUTDOWN) {
-    if (signals.stopped()) return 0;
-    auto now = std::chrono::system_clock::now();
-    if (now >= deadline)
-      throw RpcError(grpc::StatusCode::UNAVAILABLE,
-                     absl::StrCat("no connection to ", o.socket, " within ", o.timeout, " s"));
-    c.channel().WaitForStateChange(state, std::min(deadline, now + std::chrono::milliseconds(100)));
-    state = c.channel().GetState(true);
-  }
+  if (!wait_connected(c, signals)) return 0;
 
   auto reader = c.stub().WatchEvents(&ctx, req);
-  pb::Event ev;
-  uint64_t n = 0;
-  bool done = false;  // we ended the stream ourselves
-  while (reader->Read(&ev)) {
-    if (!o.json && n == 0)
-      std::printf("%-24s  %-12s  %-21s  %-21s  %-10s  %s\n", "TIME", "TYPE", "KEY", "PEER",
-                  "COOKIE", "DROPS");
-    print_event(o, ev);
-    if (std::fflush(stdout) != 0 || std::ferror(stdout)) done = true;  // reader went away
-    if (++n == count) done = true;
-    if (done) {
-      ctx.TryCancel();
-      while (reader->Read(&ev)) {
-      }
-      break;
-    }
-  }
-  grpc::Status st = reader->Finish();
-  if (done || signals.stopped()) return 0;
-  c.check(st);
-  if (!o.json) std::fprintf(stderr, "sluicectl: the dataplane ended the event stream\n");
-  return 0;
+  return follow_events(o, c, ctx, signals, *reader, count, "the dataplane",
+                       [&](const pb::Event& ev, uint64_t n) {
+                         if (!o.json && n == 0)
+                           std::printf("%-24s  %-12s  %-21s  %-21s  %-10s  %s\n", "TIME", "TYPE",
+                                       "KEY", "PEER", "COOKIE", "DROPS");
+                         print_event(o, ev);
+                       });
 }
 
 // ---------------------------------------------------------------------------
@@ -1096,6 +1306,429 @@ int stats(const Options& o, const Args& a) {
 }
 
 // ---------------------------------------------------------------------------
+// Control plane formatting
+
+std::string ep(const apb::Endpoint& e) {
+  pb::Endpoint d;
+  d.set_address(e.address());
+  d.set_port(e.port());
+  return ep(d);
+}
+
+std::string transport_name(apb::Transport t) {
+  switch (t) {
+    case apb::TRANSPORT_UDP:
+      return "udp";
+    case apb::TRANSPORT_TCP:
+      return "tcp";
+    case apb::TRANSPORT_TLS:
+      return "tls";
+    case apb::TRANSPORT_UNSPECIFIED:
+      return "-";
+    default:
+      return absl::StrCat("transport-", int(t));
+  }
+}
+
+std::string call_state_name(apb::CallState s) {
+  switch (s) {
+    case apb::CALL_STATE_CALLING:
+      return "calling";
+    case apb::CALL_STATE_EARLY:
+      return "early";
+    case apb::CALL_STATE_CONFIRMED:
+      return "confirmed";
+    case apb::CALL_STATE_TERMINATING:
+      return "terminating";
+    case apb::CALL_STATE_UNSPECIFIED:
+      return "-";
+    default:
+      return absl::StrCat("state-", int(s));
+  }
+}
+
+std::string upstream_state_name(apb::UpstreamState s) {
+  switch (s) {
+    case apb::UPSTREAM_STATE_UNKNOWN:
+    case apb::UPSTREAM_STATE_UNSPECIFIED:
+      return "unknown";
+    case apb::UPSTREAM_STATE_UP:
+      return "up";
+    case apb::UPSTREAM_STATE_DOWN:
+      return "down";
+    default:
+      return absl::StrCat("state-", int(s));
+  }
+}
+
+const char* yes_no(bool b) { return b ? "yes" : "no"; }
+
+std::string or_dash(const std::string& s) { return s.empty() ? "-" : s; }
+
+// The URI of a From/To header value without display name, parameters or
+// the "sip:" scheme: "\"Alice\" <sip:alice@example.com>;tag=x" gives
+// "alice@example.com". Other schemes (sips:, tel:) stay visible.
+std::string short_uri(const std::string& header) {
+  std::string uri;
+  bool quoted = false, bracketed = false;
+  for (size_t i = 0; i < header.size() && !bracketed; ++i) {
+    char c = header[i];
+    if (quoted) {
+      if (c == '\\') ++i;
+      else if (c == '"') quoted = false;
+    } else if (c == '"') {
+      quoted = true;
+    } else if (c == '<') {
+      size_t end = header.find('>', i + 1);
+      uri = header.substr(i + 1, end == std::string::npos ? std::string::npos : end - i - 1);
+      bracketed = true;
+    }
+  }
+  if (!bracketed) uri = header.substr(0, header.find(';'));  // addr-spec: params follow ';'
+  uri = std::string(absl::StripAsciiWhitespace(uri));
+  if (absl::StartsWithIgnoreCase(uri, "sip:")) uri = uri.substr(4);
+  uri = uri.substr(0, uri.find_first_of(";?"));  // URI parameters and headers
+  return or_dash(uri);
+}
+
+// "0 PCMU/8000" -> "PCMU".
+std::string codec_name(const std::string& c) {
+  size_t sp = c.find(' ');
+  std::string name = sp == std::string::npos ? c : c.substr(sp + 1);
+  return name.substr(0, name.find('/'));
+}
+
+std::string protection(const apb::MediaSide& s) {
+  return s.srtp_suite().empty() ? "RTP" : "SRTP:" + s.srtp_suite();
+}
+
+// One stream for the MEDIA column: "audio PCMU SRTP:AES_CM_128_HMAC_SHA1_80>RTP".
+std::string stream_summary(const apb::MediaStream& m) {
+  std::string out = m.type().empty() ? "?" : m.type();
+  if (m.disabled()) return out + " disabled";
+  if (!m.codecs().empty()) absl::StrAppend(&out, " ", codec_name(m.codecs(0)));
+  absl::StrAppend(&out, " ", protection(m.outside()), ">", protection(m.inside()));
+  return out;
+}
+
+std::string ms1(const google::protobuf::Duration& d) {
+  return absl::StrFormat("%.1f", double(d.seconds()) * 1e3 + double(d.nanos()) / 1e6);
+}
+
+std::string utc(const google::protobuf::Timestamp& t) {
+  return format_utc_ms(t.seconds(), t.nanos());
+}
+
+// ---------------------------------------------------------------------------
+// calls list / get / watch
+
+int calls_list(const Options& o, const Args& a) {
+  no_positional(a);
+  AdminClient c(o);
+  apb::ListCallsResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().ListCalls(ctx.get(), apb::ListCallsRequest(), &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+    return 0;
+  }
+  if (resp.calls().empty()) {
+    std::fprintf(stderr, "no calls\n");
+    return 0;
+  }
+  std::vector<const apb::Call*> calls;
+  for (const auto& call : resp.calls()) calls.push_back(&call);
+  std::stable_sort(calls.begin(), calls.end(),
+                   [](const apb::Call* x, const apb::Call* y) { return x->id() < y->id(); });
+  Table t({"ID", "STATE", "DIR", "FROM", "TO", "DURATION", "STREAMS", "MEDIA", "HOLD"},
+          "rlllllrll");
+  for (const apb::Call* call : calls) {
+    std::vector<std::string> media;
+    for (const auto& m : call->streams()) media.push_back(stream_summary(m));
+    t.add({absl::StrCat(call->id()), call_state_name(call->state()), or_dash(call->direction()),
+           short_uri(call->outside().from()), short_uri(call->outside().to()),
+           call->has_duration() ? format_uptime(call->duration().seconds()) : "-",
+           absl::StrCat(call->streams_size()), media.empty() ? "-" : absl::StrJoin(media, ", "),
+           yes_no(call->on_hold())});
+  }
+  t.print(stdout);
+  return 0;
+}
+
+void print_leg(const char* title, const apb::Leg& l) {
+  std::printf("%s:\n", title);
+  kv("call-id", or_dash(l.call_id()), 2);
+  kv("local tag", or_dash(l.local_tag()), 2);
+  kv("remote tag", or_dash(l.remote_tag()), 2);
+  kv("from", or_dash(l.from()), 2);
+  kv("to", or_dash(l.to()), 2);
+  kv("remote target", or_dash(l.remote_target()), 2);
+  kv("transport", transport_name(l.transport()), 2);
+  kv("signalling peer", ep(l.signalling_peer()), 2);
+  kv("user agent", or_dash(l.user_agent()), 2);
+}
+
+void print_media_side(const char* title, const apb::MediaSide& s) {
+  std::printf("    %s:\n", title);
+  kv("relay", ep(s.relay()), 6);
+  kv("advertised", ep(s.advertised()), 6);
+  kv("peer", ep(s.peer()), 6);
+  kv("profile", or_dash(s.profile()), 6);
+  kv("srtp suite", s.srtp_suite().empty() ? "- (plain RTP)" : s.srtp_suite(), 6);
+}
+
+int calls_get(const Options& o, const Args& a) {
+  if (a.positional().size() != 1)
+    throw UsageError(a.positional().empty() ? "calls get needs one call ID"
+                                            : "calls get takes exactly one call ID");
+  apb::GetCallRequest req;
+  req.set_id(parse_uint("call ID", a.positional()[0], 1, kU64Max));
+  AdminClient c(o);
+  apb::Call call;
+  auto ctx = c.context();
+  c.check(c.stub().GetCall(ctx.get(), req, &call));
+  if (o.json) {
+    std::printf("%s\n", to_json(call).c_str());
+    return 0;
+  }
+  kv("id", absl::StrCat(call.id()));
+  kv("state", call_state_name(call.state()));
+  kv("direction", or_dash(call.direction()));
+  kv("created", call.has_created() ? utc(call.created()) : "-");
+  kv("duration", call.has_duration() ? format_uptime(call.duration().seconds()) : "- (not answered)");
+  kv("on hold", yes_no(call.on_hold()));
+  kv("reinvites", absl::StrCat(call.reinvites()));
+  const auto& se = call.session_expires();
+  kv("session expires", se.seconds() || se.nanos() ? absl::StrCat(se.seconds(), " s") : "none");
+  print_leg("outside leg", call.outside());
+  print_leg("inside leg", call.inside());
+  if (call.streams().empty()) kv("streams", "none");
+  for (const auto& m : call.streams()) {
+    std::printf("stream %u:\n", m.index());
+    kv("type", or_dash(m.type()), 2);
+    if (m.disabled()) kv("disabled", "yes (port 0)", 2);
+    kv("codecs", m.codecs().empty() ? "-" : absl::StrJoin(m.codecs(), ", "), 2);
+    kv("rtcp-mux", yes_no(m.rtcp_mux()), 2);
+    kv("direction", or_dash(m.direction()), 2);
+    print_media_side("outside", m.outside());
+    print_media_side("inside", m.inside());
+    kv("flows", m.flows().empty() ? "-" : absl::StrJoin(m.flows(), ", "), 2);
+  }
+  return 0;
+}
+
+void print_admin_event(const Options& o, const apb::AdminEvent& ev) {
+  if (o.json) {
+    std::printf("%s\n", to_json(ev).c_str());
+    return;
+  }
+  std::string line = absl::StrFormat(
+      "%-24s  %-13s  %-6s  %-28s  %-21s  %s", event_time(ev.has_time(), ev.time()),
+      type_name(kAdminEventTypes, ev.type()), ev.call_id() ? absl::StrCat(ev.call_id()) : "-",
+      or_dash(ev.aor()), or_dash(ev.address()), or_dash(ev.detail()));
+  if (ev.lost_before())
+    absl::StrAppend(&line, "  (", ev.lost_before(), " events lost before this one)");
+  std::printf("%s\n", line.c_str());
+}
+
+int calls_watch(const Options& o, const Args& a) {
+  no_positional(a);
+  apb::WatchRequest req;
+  for (int t : parse_types(a, kAdminEventTypes)) req.add_types(apb::EventType(t));
+  uint64_t count = a.has("count") ? parse_uint("--count", a.value("count"), 1, kU64Max) : 0;
+
+  sigset_t stop_set = block_stop_signals();  // before gRPC starts any thread
+  AdminClient c(o);
+  grpc::ClientContext ctx;
+  SignalWaiter signals(stop_set, &ctx);  // declared after ctx: joined before ctx goes
+  if (!wait_connected(c, signals)) return 0;
+
+  auto reader = c.stub().Watch(&ctx, req);
+  return follow_events(o, c, ctx, signals, *reader, count, "the control plane",
+                       [&](const apb::AdminEvent& ev, uint64_t n) {
+                         if (!o.json && n == 0)
+                           std::printf("%-24s  %-13s  %-6s  %-28s  %-21s  %s\n", "TIME", "TYPE",
+                                       "CALL", "AOR", "ADDRESS", "DETAIL");
+                         print_admin_event(o, ev);
+                       });
+}
+
+// ---------------------------------------------------------------------------
+// registrations list
+
+int registrations_list(const Options& o, const Args& a) {
+  no_positional(a);
+  apb::ListRegistrationsRequest req;
+  if (a.has("aor")) {
+    std::string aor = a.value("aor");
+    if (!absl::StartsWithIgnoreCase(aor, "sip:") && !absl::StartsWithIgnoreCase(aor, "sips:") &&
+        !absl::StartsWithIgnoreCase(aor, "tel:"))
+      throw UsageError(absl::StrCat("--aor: '", aor,
+                                    "' is not a sip:, sips: or tel: URI (e.g. sip:alice@example.com)"));
+    req.set_aor(aor);
+  }
+  AdminClient c(o);
+  apb::ListRegistrationsResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().ListRegistrations(ctx.get(), req, &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+    return 0;
+  }
+  if (resp.registrations().empty()) {
+    if (req.aor().empty())
+      std::fprintf(stderr, "no registrations\n");
+    else
+      std::fprintf(stderr, "no registrations for %s\n", req.aor().c_str());
+    return 0;
+  }
+  std::vector<const apb::Registration*> regs;
+  for (const auto& r : resp.registrations()) regs.push_back(&r);
+  std::stable_sort(regs.begin(), regs.end(), [](const apb::Registration* x, const apb::Registration* y) {
+    return std::tie(x->aor(), x->contact()) < std::tie(y->aor(), y->contact());
+  });
+  Table t({"AOR", "CONTACT", "TRANSPORT", "SOURCE", "EXPIRES", "USER-AGENT", "LISTENER"},
+          "llllrll");
+  for (const apb::Registration* r : regs)
+    t.add({r->aor(), or_dash(r->contact()), transport_name(r->transport()), ep(r->source()),
+           absl::StrCat(r->expires_in().seconds()), or_dash(r->user_agent()),
+           or_dash(r->listener())});
+  t.print(stdout);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// upstreams list
+
+int upstreams_list(const Options& o, const Args& a) {
+  no_positional(a);
+  AdminClient c(o);
+  apb::ListUpstreamsResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().ListUpstreams(ctx.get(), apb::ListUpstreamsRequest(), &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+    return 0;
+  }
+  if (resp.upstreams().empty()) {
+    std::fprintf(stderr, "no upstreams\n");
+    return 0;
+  }
+  Table t({"HOST", "ENDPOINT", "TRANSPORT", "PRIO", "WEIGHT", "STATE", "ACTIVE", "RTT", "FAILURES",
+           "REQUESTS"},
+          "lllrrllrrr");
+  for (const auto& u : resp.upstreams())
+    t.add({or_dash(u.host()), ep(u.endpoint()), transport_name(u.transport()),
+           absl::StrCat(u.priority()), absl::StrCat(u.weight()), upstream_state_name(u.state()),
+           yes_no(u.active()), u.has_last_rtt() ? ms1(u.last_rtt()) : "-",
+           absl::StrCat(u.consecutive_failures()), absl::StrCat(u.requests())});
+  t.print(stdout);
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// blocked list / remove
+
+int blocked_list(const Options& o, const Args& a) {
+  no_positional(a);
+  apb::ListBlockedRequest req;
+  req.set_include_counting(a.has("all"));
+  AdminClient c(o);
+  apb::ListBlockedResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().ListBlocked(ctx.get(), req, &resp));
+  if (o.json) {
+    std::printf("%s\n", to_json(resp).c_str());
+    return 0;
+  }
+  if (resp.sources().empty()) {
+    std::fprintf(stderr, "%s\n",
+                 req.include_counting() ? "no sources blocked or with failures counted"
+                                        : "no sources blocked");
+    return 0;
+  }
+  Table t({"ADDRESS", "FAILURES", "BLOCKED", "REMAINING", "DROPPED", "LAST-FAILURE"}, "lrlrrl");
+  for (const auto& s : resp.sources())
+    t.add({s.address(), absl::StrCat(s.failures()), yes_no(s.blocked()),
+           s.blocked() ? seconds1(s.remaining()) : "-", absl::StrCat(s.dropped()),
+           s.has_last_failure() ? utc(s.last_failure()) : "-"});
+  t.print(stdout);
+  return 0;
+}
+
+int blocked_remove(const Options& o, const Args& a) {
+  if (a.positional().size() != 1)
+    throw UsageError(a.positional().empty() ? "blocked remove needs one ADDRESS"
+                                            : "blocked remove takes exactly one ADDRESS");
+  // The shape only; which address families it blocks is the control plane's
+  // call (its INVALID_ARGUMENT says so).
+  const std::string& addr = a.positional()[0];
+  unsigned char buf[16];
+  if (inet_pton(AF_INET, addr.c_str(), buf) != 1 && inet_pton(AF_INET6, addr.c_str(), buf) != 1)
+    throw UsageError(absl::StrCat("'", addr, "' is not an IP address"));
+  apb::UnblockRequest req;
+  req.set_address(addr);
+  AdminClient c(o);
+  apb::UnblockResponse resp;
+  auto ctx = c.context();
+  c.check(c.stub().Unblock(ctx.get(), req, &resp));
+  if (o.json)
+    std::printf("%s\n", to_json(resp).c_str());
+  else if (resp.was_blocked())
+    std::printf("unblocked %s\n", addr.c_str());
+  else
+    std::printf("%s was not blocked\n", addr.c_str());
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
+// status
+
+int cp_status(const Options& o, const Args& a) {
+  no_positional(a);
+  AdminClient c(o);
+  apb::Status s;
+  auto ctx = c.context();
+  c.check(c.stub().GetStatus(ctx.get(), apb::GetStatusRequest(), &s));
+  if (o.json) {
+    std::printf("%s\n", to_json(s).c_str());
+    return 0;
+  }
+  kv("version", or_dash(s.version()));
+  kv("uptime", format_uptime(s.uptime().seconds()));
+  kv("calls", absl::StrCat(s.calls()));
+  kv("registrations", absl::StrCat(s.registrations()));
+  kv("blocked sources", absl::StrCat(s.blocked()));
+  kv("transactions", absl::StrCat(s.transactions()));
+  kv("connections", absl::StrCat(s.connections()));
+  kv("dataplane", s.dataplane_connected()
+                      ? absl::StrCat("connected, generation ", s.dataplane_generation())
+                      : absl::StrCat("not connected (generation ", s.dataplane_generation(),
+                                     ")"));
+  kv("flows", absl::StrCat(s.flows()));
+  kv("relay ports", absl::StrCat(s.ports_in_use(), " in use, ", s.ports_free(), " free"));
+  kv("state bytes", absl::StrCat(format_bytes(s.state_bytes()), " (", s.state_bytes(), ")"));
+
+  Table t({"COUNTER", "VALUE"}, "lr");
+  size_t zero = 0;
+  for (const auto& k : s.counters()) {
+    if (k.value() == 0 && !a.has("all")) {
+      ++zero;
+      continue;
+    }
+    t.add({k.name(), absl::StrCat(k.value())});
+  }
+  if (t.rows() == 0) {
+    std::printf("\nCounters: %s\n", zero ? "all zero (--all lists them)" : "none");
+  } else {
+    std::printf("\nCounters:\n");
+    t.print(stdout);
+    if (zero) std::printf("(%zu zero counters not shown; --all lists them)\n", zero);
+  }
+  return 0;
+}
+
+// ---------------------------------------------------------------------------
 // Dispatch
 
 struct Command {
@@ -1104,7 +1737,28 @@ struct Command {
   const char* help;
   std::vector<FlagSpec> flags;
   int (*run)(const Options&, const Args&);
+  bool control_plane = false;  // talks to the Admin service (--cp-socket)
 };
+
+// Nouns that take a verb.
+struct Noun {
+  const char* noun;
+  const char* help;
+  const char* verbs;  // for error messages
+};
+const Noun kNouns[] = {
+    {"flows", kFlowsHelp, "list, get, watch, add, delete"},
+    {"calls", kCallsHelp, "list, get, watch"},
+    {"registrations", kRegistrationsHelp, "list"},
+    {"upstreams", kUpstreamsHelp, "list"},
+    {"blocked", kBlockedHelp, "list, remove"},
+};
+
+const Noun* find_noun(const std::string& word) {
+  for (const Noun& n : kNouns)
+    if (word == n.noun) return &n;
+  return nullptr;
+}
 
 const std::vector<Command>& commands() {
   static const std::vector<Command> cmds = {
@@ -1129,12 +1783,26 @@ const std::vector<Command>& commands() {
        flows_add},
       {"flows", "delete", kDeleteHelp, {{"generation", true}}, flows_delete},
       {"stats", "", kStatsHelp, {}, stats},
+      {"calls", "list", kCallsListHelp, {}, calls_list, true},
+      {"calls", "get", kCallsGetHelp, {}, calls_get, true},
+      {"calls",
+       "watch",
+       kCallsWatchHelp,
+       {{"types", true, true}, {"count", true}},
+       calls_watch,
+       true},
+      {"registrations", "list", kRegistrationsHelp, {{"aor", true}}, registrations_list, true},
+      {"upstreams", "list", kUpstreamsHelp, {}, upstreams_list, true},
+      {"blocked", "list", kBlockedListHelp, {{"all", false}}, blocked_list, true},
+      {"blocked", "remove", kBlockedRemoveHelp, {}, blocked_remove, true},
+      {"status", "", kStatusHelp, {{"all", false}}, cp_status, true},
   };
   return cmds;
 }
 
-const std::vector<FlagSpec> kGlobalFlags = {
-    {"socket", true}, {"timeout", true}, {"json", false}, {"help", false}, {"version", false}};
+const std::vector<FlagSpec> kGlobalFlags = {{"socket", true}, {"cp-socket", true},
+                                           {"timeout", true}, {"json", false},
+                                           {"help", false},   {"version", false}};
 
 // Finds the command named by words[0..]; sets *used to the words it took.
 // Returns nullptr (and the help text to show in *help) for a bare noun.
@@ -1142,8 +1810,8 @@ const Command* find_command(const std::vector<std::string>& words, size_t* used,
                             const char** help) {
   *help = kMainHelp;
   if (words.empty()) return nullptr;
-  if (words[0] == "flows") {
-    *help = kFlowsHelp;
+  if (const Noun* n = find_noun(words[0])) {
+    *help = n->help;
     *used = 1;
     if (words.size() < 2 || words[1].rfind("-", 0) == 0) return nullptr;
     for (const auto& c : commands())
@@ -1152,7 +1820,7 @@ const Command* find_command(const std::vector<std::string>& words, size_t* used,
         return &c;
       }
     throw UsageError(
-        absl::StrCat("unknown command 'flows ", words[1], "' (list, get, watch, add, delete)"));
+        absl::StrCat("unknown command '", n->noun, " ", words[1], "' (", n->verbs, ")"));
   }
   for (const auto& c : commands())
     if (words[0] == c.noun && !*c.verb) {
@@ -1202,7 +1870,7 @@ int run(const std::vector<std::string>& argv, std::string* hint) {
       return 2;
     }
     *hint = absl::StrCat("sluicectl ", words[0], " --help");
-    throw UsageError(absl::StrCat("'", words[0], "' needs a verb: list, get, watch, add, delete"));
+    throw UsageError(absl::StrCat("'", words[0], "' needs a verb: ", find_noun(words[0])->verbs));
   }
   *hint = absl::StrCat("sluicectl ", command_name(*cmd), " --help");
 
@@ -1223,16 +1891,18 @@ int run(const std::vector<std::string>& argv, std::string* hint) {
 
   Options o;
   o.json = pre.has("json") || args.has("json");
-  const char* env = std::getenv("SLUICE_DATAPLANE");
-  if (args.has("socket")) {
-    o.socket = check_target("--socket", args.value("socket"));
-  } else if (pre.has("socket")) {
-    o.socket = check_target("--socket", pre.value("socket"));
-  } else if (env && *env) {
-    o.socket = check_target("SLUICE_DATAPLANE", env);
-  } else {
-    o.socket = kDefaultSocket;
-  }
+  // Each address: the flag (after or before the command), else the
+  // environment, else the default. Flags are always checked; the
+  // environment only for the service the command talks to.
+  auto target = [&](const std::string& flag, const char* env_name, const char* dflt, bool used) {
+    if (args.has(flag)) return check_target("--" + flag, args.value(flag));
+    if (pre.has(flag)) return check_target("--" + flag, pre.value(flag));
+    const char* env = std::getenv(env_name);
+    if (used && env && *env) return check_target(env_name, env);
+    return std::string(dflt);
+  };
+  o.socket = target("socket", "SLUICE_DATAPLANE", kDefaultSocket, !cmd->control_plane);
+  o.cp_socket = target("cp-socket", "SLUICE_CONTROLPLANE", kDefaultCpSocket, cmd->control_plane);
   if (!cmd_timeout && args.has("timeout"))
     o.timeout = parse_seconds("--timeout", args.value("timeout"), 0.001, 86400);
   else if (pre.has("timeout"))
