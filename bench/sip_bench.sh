@@ -7,7 +7,9 @@
 #                    [--reg-rate R] [--transport udp|tcp] [--json]
 #
 # Latency added by sluice is the through-sluice INVITE->200 time minus the
-# same scenario run directly UAC->UAS (no relay) in the same run; memory per
+# same scenario run directly UAC->UAS (no relay) in the same run (SIPp
+# measures in whole milliseconds); calls_per_second is setups completed per
+# second from the first to the last; memory per
 # call and per registration are the control plane's RSS growth divided by
 # what it held at the peak.
 set -uo pipefail
@@ -53,19 +55,22 @@ mkdir -p "$W"
 CP_PID=$(cat "$LAB_DIR/controlplane.pid")
 rss() { awk '/VmRSS/ {print $2 * 1024}' /proc/$CP_PID/status; }
 status_field() { sluicectl --json status 2>/dev/null | python3 -c "import json,sys; print(int(json.load(sys.stdin).get('$1', 0)))"; }
-percentiles() {  # rtt csv files -> "count p50 p99"
+percentiles() {  # rtt csv files -> "count p50 p99 setups_per_second"
   python3 - "$@" <<'PY'
 import sys
-v = []
+v, t = [], []
 for f in sys.argv[1:]:
     for line in open(f):
         p = line.strip().split(';')
         if len(p) >= 3 and p[2] == 'setup':
-            try: v.append(float(p[1]))
+            try:
+                v.append(float(p[1])); t.append(float(p[0]))
             except ValueError: pass
-v.sort()
+v.sort(); t.sort()
 q = lambda x: v[min(len(v) - 1, int(x * len(v)))] if v else 0.0
-print(len(v), round(q(0.5), 3), round(q(0.99), 3))
+# Sustained rate: completed setups over the span from the first to the last.
+rate = (len(t) - 1) / ((t[-1] - t[0]) / 1000.0) if len(t) > 1 and t[-1] > t[0] else 0.0
+print(len(v), round(q(0.5), 3), round(q(0.99), 3), round(rate, 1))
 PY
 }
 last_stat() {  # stat csv, column name -> value of the last row
@@ -97,7 +102,7 @@ run_calls() {  # dir netns_uac uac_ip target uas_netns uas_ip uas_port
 # 1. Baseline: the same SIPp pair without the relay, inside the PBX namespace.
 log "baseline: $CALLS calls at $RATE/s directly UAC -> UAS"
 run_calls "$W/direct" "$NS_PBX" "$PBX" "$PBX:5090" "$NS_PBX" "$PBX" 5090
-read -r direct_n direct_p50 direct_p99 < <(percentiles "$W"/direct/*_rtt.csv)
+read -r direct_n direct_p50 direct_p99 direct_cps < <(percentiles "$W"/direct/*_rtt.csv)
 
 # 2. Through sluice: phone namespace -> relay outside -> PBX.
 log "through sluice: $CALLS calls at $RATE/s, held ${HOLD} ms, $TRANSPORT"
@@ -114,7 +119,7 @@ t0=$(date +%s.%N)
 run_calls "$W/relay" "$NS_PHONE" "$PHONE" "$RELAY_OUT:5060" "$NS_PBX" "$PBX" 5060
 t1=$(date +%s.%N)
 kill $SAMPLER 2>/dev/null
-read -r relay_n relay_p50 relay_p99 < <(percentiles "$W"/relay/*_rtt.csv)
+read -r relay_n relay_p50 relay_p99 relay_cps < <(percentiles "$W"/relay/*_rtt.csv)
 stat=$(ls "$W"/relay/uac_*_.csv 2>/dev/null | head -1)
 ok=$(last_stat "$stat" "SuccessfulCall(C)" 2>/dev/null || echo 0)
 failed=$(last_stat "$stat" "FailedCall(C)" 2>/dev/null || echo "$CALLS")
@@ -144,7 +149,9 @@ ok = int("$ok" or 0)
 d = {
   "bench": "sip", "transport": "$TRANSPORT", "calls": calls, "rate": rate, "hold_ms": $HOLD,
   "successful_calls": ok, "failed_calls": int("$failed" or 0) + max(0, calls - ok - int("$failed" or 0)),
-  "calls_per_second": round(ok / elapsed, 1) if elapsed > 0 else 0,
+  "calls_per_second": $relay_cps,
+  "calls_per_second_direct": $direct_cps,
+  "wall_seconds": round(elapsed, 2),
   "p50_setup_ms": round(max(0.0, $relay_p50 - $direct_p50), 3),
   "p99_setup_ms": round(max(0.0, $relay_p99 - $direct_p99), 3),
   "p50_setup_through_ms": $relay_p50, "p99_setup_through_ms": $relay_p99,
