@@ -468,7 +468,7 @@ void SipTransport::deliver_stream(Conn& c) {
     if (e != sip::Error::kNone) {
       // A stream cannot be resynchronised after a framing error: answer if
       // it was a request, then close.
-      ++counters_.parse_errors;
+      ++(e == sip::Error::kTooLarge ? counters_.oversized : counters_.parse_errors);
       handler_->on_bad(c.peer, e, c.in);
       if (conns_.count(id)) {
         Conn& cc = conns_.at(id);

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# The whole appliance with real SIP peers: sluice-dataplane and
+# sluice-controlplane in the lab, SIPp as teleworker phone (outside) and as
+# PBX (inside), a Python TLS client for mutual TLS. Checks signalling end to
+# end (REGISTER, calls both ways, hold/resume, BYE from either side, CANCEL),
+# RTP through the dataplane, the operator API, and that hostile input from
+# one source does not stop calls from another.
+source "$(dirname "$0")/lib.sh"
+source "$ROOT/tests/sipp/sipp.sh"
+command -v sipp >/dev/null || { echo "SKIP: sipp is missing"; trap - EXIT; lab_down; exit 77; }
+
+lab_up || exit 1
+lab_start || exit 1
+cp_start || exit 1
+SIPP_LOG_ROOT=$LAB_DIR/sipp
+mkdir -p "$SIPP_LOG_ROOT"
+for ns in phone pbx; do
+  printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
+  chmod +x "$LAB_DIR/sipp-$ns"
+done
+export SIPP_TIMEOUT=20
+phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
+pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
+both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" 30 && sipp_ok "$SIPP_LOG_ROOT/$2" 30; }
+calls_count() { sluicectl --json calls list | python3 -c "import json,sys; print(len(json.load(sys.stdin).get('calls',[])))"; }
+counter() { sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='$1'),0))"; }
+flow_packets() {  # total packets on the dataplane's flows keyed at one relay address
+  sluicectl --json flows list | python3 -c "
+import json,sys
+d=json.load(sys.stdin)
+print(sum(int(f.get('packets',0)) for f in d.get('flows',[]) if f['spec']['key']['localAddress']=='$1'))"
+}
+
+echo "== REGISTER through the relay (UDP)"
+pbx reg pbx_registrar udp $PBX 5060 -
+sleep 0.5
+SIPP_FG=1 phone regph phone_register udp $PHONE 5070 $RELAY_OUT:5060 -s alice
+check "phone registered through sluice" both_ok regph reg
+check "the binding is listed" eq "$(sluicectl --json registrations list | python3 -c "import json,sys; r=json.load(sys.stdin)['registrations']; print(r[0]['aor'], r[0]['source']['address'])")" "sip:alice@$RELAY_OUT $PHONE"
+
+echo "== call from the teleworker, RTP both ways, hold, resume, BYE from the phone (UDP)"
+pbx pbx1 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph1 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 100
+sleep 2
+check "the call is listed while it runs" eq "$(calls_count)" 1
+sluicectl calls list
+out_pk=$(flow_packets $RELAY_OUT); in_pk=$(flow_packets $RELAY_IN)
+check "RTP phone->PBX crossed the dataplane ($out_pk packets)" ge "$out_pk" 20
+check "RTP PBX->phone crossed the dataplane ($in_pk packets)" ge "$in_pk" 20
+check "call with hold/resume completed at both ends" both_ok ph1 pbx1
+check "the call is gone afterwards" eq "$(calls_count)" 0
+check "its flows are removed" eq "$(sluicectl --json flows list | python3 -c "import json,sys; print(len(json.load(sys.stdin).get('flows',[])))")" 0
+check "two re-INVITEs relayed" ge "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/pbx1/messages.log")" 3
+
+echo "== BYE from the PBX side"
+pbx pbx2 pbx_answer_bye udp $PBX 5060 -
+sleep 0.5
+phone ph2 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 101
+check "PBX hang-up reaches the phone" both_ok ph2 pbx2
+
+echo "== CANCEL while ringing"
+pbx pbx3 pbx_ring_cancel udp $PBX 5060 -
+sleep 0.5
+phone ph3 phone_cancel udp $PHONE 5070 $RELAY_OUT:5060 -s 102
+check "CANCEL relayed, 487 back to the phone" both_ok ph3 pbx3
+check "no call left after CANCEL" eq "$(calls_count)" 0
+
+echo "== call from the PBX to a registered teleworker (REGISTER, then inbound INVITE)"
+pbx reg2 pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
+sleep 0.5
+phone ph4 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
+sleep 1.5
+pbx pbx4 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
+check "inbound call reached the phone over its NAT binding" both_ok pbx4 ph4
+sipp_stop "$SIPP_LOG_ROOT/reg2"
+
+echo "== TCP from the phone (the PBX stays on UDP)"
+pbx pbx5 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph5 phone_call tcp $PHONE 5074 $RELAY_OUT:5060 -s 103
+check "call over TCP with hold/resume" both_ok ph5 pbx5
+
+echo "== mutual TLS (Python ssl client): trusted certificate answered, others refused"
+tls_opts() {
+  in_phone python3 - "$RELAY_OUT" "$LAB_DIR/tls" "$1" <<'PY'
+import socket, ssl, sys
+host, d, who = sys.argv[1], sys.argv[2], sys.argv[3]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+ctx.load_verify_locations(d + "/ca.crt")
+ctx.check_hostname = False
+if who != "none":
+    ctx.load_cert_chain(d + f"/{who}.crt", d + f"/{who}.key")
+try:
+    s = ctx.wrap_socket(socket.create_connection((host, 5061), timeout=3))
+    s.sendall(b"OPTIONS sip:" + host.encode() + b" SIP/2.0\r\nVia: SIP/2.0/TLS 192.0.2.10:5099;branch=z9hG4bKtls1\r\n"
+              b"From: <sip:t@lab>;tag=1\r\nTo: <sip:" + host.encode() + b">\r\nCall-ID: tls1\r\nCSeq: 1 OPTIONS\r\n"
+              b"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+    print(s.recv(4096).split(b"\r\n")[0].decode())
+except Exception as e:
+    print("refused")
+PY
+}
+check "TLS with a client certificate from the CA gets 200" eq "$(tls_opts phone)" "SIP/2.0 200 OK"
+check "TLS without a client certificate is refused" eq "$(tls_opts none)" "refused"
+check "TLS with an untrusted client certificate is refused" eq "$(tls_opts stranger)" "refused"
+
+echo "== hostile input from 192.0.2.11 while 192.0.2.10 calls"
+pbx pbx6 pbx_answer udp $PBX 5060 -
+sleep 0.5
+in_phone python3 - "$RELAY_OUT" <<'PY' &
+import socket, sys, os, time
+host = sys.argv[1]
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("192.0.2.11", 5090))
+junk = [b"\x00\xff" * 50, b"INVITE sip:x SIP/2.0\r\n\r\n", b"INVITE sip:x SIP/3.0\r\nVia: x\r\n\r\n",
+        b"OPTIONS sip:x SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.11:5090;branch=z9hG4bKa\r\nFrom: <sip:a@b>;tag=1\r\n"
+        b"To: <sip:a@b>\r\nCall-ID: 1\r\nCSeq: 1 INVITE\r\nContent-Length: 99999\r\n\r\n",
+        b"REGISTER sip:x SIP/2.0\r\n" + b"X-Pad: " + b"a" * 60000 + b"\r\n\r\n"]
+t_end = time.time() + 4
+n = 0
+while time.time() < t_end and n < 20000:
+    s.sendto(junk[n % len(junk)] + os.urandom(n % 7), (host, 5060))
+    n += 1
+    if n % 200 == 0: time.sleep(0.01)
+t = socket.create_connection((host, 5060), timeout=2)  # an oversized stream message
+try:
+    t.sendall(b"INVITE sip:x SIP/2.0\r\n" + b"X: " + b"b" * 140000)
+except OSError:
+    pass
+PY
+JUNK=$!
+phone ph6 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 104
+wait $JUNK
+check "a call from another source completes during the flood" both_ok ph6 pbx6
+check "malformed messages were counted" ge "$(counter bad_messages)" 100
+check "the oversized stream was cut" ge "$(counter transport_oversized)" 1
+check "the control plane is still up" kill -0 "$(cat "$LAB_DIR/controlplane.pid")"
+
+echo "== brute force: failed authentications from one source get it blocked"
+pbx auth pbx_registrar_auth udp $PBX 5060 - -m 20 -key authuser mallory -key authpass right
+sleep 0.5
+SIPP_FG=1 SIPP_TIMEOUT=8 SIPP_BIN=$LAB_DIR/sipp-phone sipp_run bf phone_register udp $PHONE2 5076 $RELAY_OUT:5060 \
+  -s mallory -au mallory -ap wrong -m 8 >/dev/null 2>&1
+check "the source is listed as blocked" eq "$(sluicectl --json blocked list | python3 -c "import json,sys; print([s['address'] for s in json.load(sys.stdin).get('sources',[]) if s.get('blocked')])")" "['$PHONE2']"
+check "requests from it are dropped" ge "$(counter blocked_drops)" 1
+sluicectl blocked list
+check "the operator can lift the block" eq "$(sluicectl blocked remove $PHONE2)" "unblocked $PHONE2"
+sipp_stop_all
+
+sluicectl status | head -12
