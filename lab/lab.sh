@@ -173,8 +173,9 @@ lab_start() {
   return 1
 }
 
-lab_stop() {
-  local pidf=$LAB_DIR/dataplane.pid
+# Stops the process whose pid is in FILE (TERM, then KILL after 5 s).
+stop_pidfile() {
+  local pidf=$1
   [ -f "$pidf" ] || return 0
   local pid
   pid=$(cat "$pidf")
@@ -186,6 +187,8 @@ lab_stop() {
   fi
   rm -f "$pidf"
 }
+
+lab_stop() { stop_pidfile "$LAB_DIR/dataplane.pid"; }
 
 # Starts sluice-controlplane in the relay namespace (the dataplane's TAPs
 # carry the relay addresses there); waits until its operator API answers.
@@ -208,18 +211,16 @@ cp_start() {
   return 1
 }
 
-cp_stop() {
-  local pidf=$LAB_DIR/controlplane.pid
-  [ -f "$pidf" ] || return 0
-  local pid
-  pid=$(cat "$pidf")
-  if kill -0 "$pid" 2>/dev/null; then
-    kill -TERM "$pid"
-    local i
-    for i in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null
-  fi
-  rm -f "$pidf"
+cp_stop() { stop_pidfile "$LAB_DIR/controlplane.pid"; }
+
+# SIPp run inside the phone or PBX namespace: $LAB_DIR/sipp-phone and
+# $LAB_DIR/sipp-pbx, for tests/sipp/sipp.sh's SIPP_BIN.
+lab_sipp_wrappers() {
+  local ns
+  for ns in phone pbx; do
+    printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
+    chmod +x "$LAB_DIR/sipp-$ns"
+  done
 }
 
 sluicectl() { "$BUILD/tools/sluicectl" "$@"; }
@@ -295,11 +296,7 @@ lab_demo() {
     source "$LAB_ROOT/tests/sipp/sipp.sh"
     SIPP_LOG_ROOT=$LAB_DIR/sipp
     mkdir -p "$SIPP_LOG_ROOT"
-    local ns
-    for ns in phone pbx; do
-      printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
-      chmod +x "$LAB_DIR/sipp-$ns"
-    done
+    lab_sipp_wrappers
     SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run reg pbx_registrar udp $PBX 5060 -
     sleep 0.5
     SIPP_FG=1 SIPP_BIN=$LAB_DIR/sipp-phone sipp_run regph phone_register udp $PHONE 5070 $RELAY_OUT:5060 -s alice

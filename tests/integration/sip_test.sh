@@ -14,10 +14,7 @@ lab_start || exit 1
 cp_start || exit 1
 SIPP_LOG_ROOT=$LAB_DIR/sipp
 mkdir -p "$SIPP_LOG_ROOT"
-for ns in phone pbx; do
-  printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
-  chmod +x "$LAB_DIR/sipp-$ns"
-done
+lab_sipp_wrappers
 export SIPP_TIMEOUT=20
 phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
 pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
