@@ -1,14 +1,10 @@
 #include "controlplane/config.h"
 
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
-
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/text_config.h"
 #include "controlplane/media.h"
 #include "controlplane/net/transport.h"
 
@@ -17,21 +13,6 @@ namespace sluice::cp {
 namespace cfg = ::sluice::controlplane::v1;
 
 namespace {
-
-class Collector : public google::protobuf::io::ErrorCollector {
- public:
-  explicit Collector(std::string origin) : origin_(std::move(origin)) {}
-  void AddError(int line, int column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(origin_, ":", line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, int column, const std::string& message) override {
-    AddError(line, column, message);
-  }
-  std::vector<std::string> errors_;
-
- private:
-  std::string origin_;
-};
 
 absl::Status bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
@@ -46,23 +27,13 @@ bool is_ip(const std::string& s) {
 
 absl::StatusOr<cfg::ControlplaneConfig> parse_config(const std::string& text,
                                                      const std::string& origin) {
-  cfg::ControlplaneConfig c;
-  google::protobuf::TextFormat::Parser parser;
-  Collector errors(origin);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &c))
-    return absl::InvalidArgumentError(absl::StrJoin(errors.errors_, "\n"));
-  absl::Status st = validate_config(c);
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(origin, ": ", st.message()));
-  return c;
+  return parse_text_config<cfg::ControlplaneConfig>(text, origin, validate_config);
 }
 
 absl::StatusOr<cfg::ControlplaneConfig> load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  auto text = read_config_file(path);
+  if (!text.ok()) return text.status();
+  return parse_config(*text, path);
 }
 
 absl::Status validate_config(cfg::ControlplaneConfig& c) {

@@ -115,7 +115,6 @@ void DataplaneLink::remove(const std::vector<FlowKey>& keys) {
 
 void DataplaneLink::watch_loop() {
   auto stub = dp::Dataplane::NewStub(channel_);
-  bool was_connected = connected_.load();
   while (!stopping_) {
     grpc::ClientContext ctx;
     {
@@ -129,9 +128,7 @@ void DataplaneLink::watch_loop() {
     req.add_types(dp::EVENT_TYPE_PEER_CHANGED);
     auto reader = stub->WatchEvents(&ctx, req);
     dp::Event ev;
-    bool first = true;
     while (reader->Read(&ev)) {
-      if (first) first = false;
       uint64_t cookie = ev.cookie();
       std::string key = ev.key().local_address() + ":" + std::to_string(ev.key().local_port());
       std::string peer = ev.peer().address() + ":" + std::to_string(ev.peer().port());
@@ -152,19 +149,16 @@ void DataplaneLink::watch_loop() {
     // The stream ended: the dataplane went away. Poll until it answers, then
     // push everything again (a restarted dataplane has no flows).
     connected_ = false;
-    was_connected = true;
     while (!stopping_) {
       if (learn_generation()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     if (stopping_) break;
     connected_ = true;
-    if (was_connected) {
-      loop_->post([this] {
-        fprintf(stderr, "sluice-controlplane: dataplane back; pushing every active call\n");
-        gateway_->repush_all();
-      });
-    }
+    loop_->post([this] {
+      fprintf(stderr, "sluice-controlplane: dataplane back; pushing every active call\n");
+      gateway_->repush_all();
+    });
   }
 }
 

@@ -123,16 +123,14 @@ const cfg::MediaSide& Gateway::media_side(Side s) const {
   return s == Side::kOutside ? cfg_.media().outside() : cfg_.media().inside();
 }
 
-std::string Gateway::via(Side side, int li, const std::string& branch) const {
-  (void)side;
+std::string Gateway::via(int li, const std::string& branch) const {
   const net::ListenerSpec& l = transport_->listener(li);
   std::string host = l.advertised.empty() ? sip::ip_str(l.ip) : l.advertised;
   return std::string("SIP/2.0/") + sip::transport_name(l.transport) + " " + host + ":" +
          std::to_string(l.port) + ";branch=" + branch + ";rport";
 }
 
-std::string Gateway::our_uri(Side side, const std::string& user, int li) const {
-  (void)side;
+std::string Gateway::our_uri(const std::string& user, int li) const {
   const net::ListenerSpec& l = transport_->listener(li);
   std::string host = l.advertised.empty() ? sip::ip_str(l.ip) : l.advertised;
   std::string u = std::string(l.transport == sip::Transport::kTls ? "sips:" : "sip:");
@@ -201,8 +199,6 @@ void Gateway::on_bad(const Peer& from, sip::Error e, std::string_view raw) {
   transport_->send(from, r);
   ++counters_["bad_requests_answered"];
 }
-
-void Gateway::on_closed(uint64_t conn) { (void)conn; }
 
 bool Gateway::blocked(const Peer& from) {
   auto it = blocks_.find(from.ip);
@@ -371,9 +367,9 @@ void Gateway::probe_upstreams() {
     m.request = true;
     m.method = "OPTIONS";
     m.uri = "sip:" + u.spec.host() + ":" + std::to_string(u.peer.port);
-    m.add("Via", via(Side::kInside, u.peer.listener, sip::new_branch()));
+    m.add("Via", via(u.peer.listener, sip::new_branch()));
     m.add("Max-Forwards", "70");
-    m.add("From", "<" + our_uri(Side::kInside, "sluice", u.peer.listener) + ">;tag=" +
+    m.add("From", "<" + our_uri("sluice", u.peer.listener) + ">;tag=" +
                       sip::random_token(10));
     m.add("To", "<" + m.uri + ">");
     m.add("Call-ID", sip::random_token(20));
@@ -417,7 +413,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
   up.remove("Record-Route");
   up.remove("Contact");
   up.remove("Path");
-  up.prepend("Via", via(Side::kInside, to.listener, sip::new_branch()));
+  up.prepend("Via", via(to.listener, sip::new_branch()));
   up.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
   // Each phone Contact becomes one of ours: the user name kept, a token that
   // finds the binding again.
@@ -443,7 +439,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
       if (b.aor == aor && b.contact == uri) token = b.token;
     }
     if (token.empty()) token = sip::random_token(12);
-    up.add("Contact", "<" + our_uri(Side::kInside, u.user, to.listener) + ";sltk=" + token + ">" +
+    up.add("Contact", "<" + our_uri(u.user, to.listener) + ";sltk=" + token + ">" +
                           contact_params(c));
     pending->push_back({token, uri});
   }
@@ -506,6 +502,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
         Binding& bd = b->second;
         bd.peer = from;
         bd.expires_at = now_ms() + int64_t{exp} * 1000;
+        expiries_.emplace(bd.expires_at, token);
         bd.registered_at = unix_ms();
         bd.user_agent = user_agent;
         bd.listener = transport_->listener(from.listener).name;
@@ -540,11 +537,11 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
 
 void Gateway::expire_bindings() {
   int64_t now = now_ms();
-  for (auto it = bindings_.begin(); it != bindings_.end();) {
-    if (it->second.expires_at > now) {
-      ++it;
-      continue;
-    }
+  while (!expiries_.empty() && expiries_.top().first <= now) {
+    Expiry e = expiries_.top();
+    expiries_.pop();
+    auto it = bindings_.find(e.second);
+    if (it == bindings_.end() || it->second.expires_at != e.first) continue;  // gone or refreshed
     auto range = by_user_.equal_range(it->second.user);
     for (auto u = range.first; u != range.second; ++u)
       if (u->second == it->first) {
@@ -553,7 +550,7 @@ void Gateway::expire_bindings() {
       }
     emit(5, 0, it->second.aor, it->second.peer.str(), "expired");
     ++counters_["registrations_expired"];
-    it = bindings_.erase(it);
+    bindings_.erase(it);
   }
   // Old failure counts go too.
   for (auto it = blocks_.begin(); it != blocks_.end();) {
@@ -600,7 +597,7 @@ Message Gateway::new_request(Call& call, Side side, const std::string& method) {
   m.request = true;
   m.method = method;
   m.uri = l.remote_target;
-  m.add("Via", via(side, l.listener, sip::new_branch()));
+  m.add("Via", via(l.listener, sip::new_branch()));
   for (const std::string& r : l.route_set) m.add("Route", r);
   m.add("Max-Forwards", "70");
   m.add("From", l.local_hdr);
@@ -615,8 +612,6 @@ Message Gateway::new_request(Call& call, Side side, const std::string& method) {
 }
 
 void Gateway::copy_headers(const Message& from, Message* to, bool request) {
-  Side dst = to->request ? Side::kInside : Side::kOutside;
-  (void)dst;
   for (const sip::Header& h : from.headers) {
     if (own_header(h.name)) continue;
     // RFC 3325: identity assertions from outside the trust domain are dropped.
@@ -960,7 +955,7 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   a.route_set = req.all("Record-Route");
   a.peer = from;
   a.listener = from.listener;
-  a.contact = "<" + our_uri(fs, user_of(a.local_hdr), from.listener) + ">";
+  a.contact = "<" + our_uri(user_of(a.local_hdr), from.listener) + ">";
   a.user_agent = req.get("User-Agent") ? *req.get("User-Agent") : "";
   Leg& b = c.leg[static_cast<int>(ts)];
   b.uac = true;
@@ -972,7 +967,7 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   b.remote_target = ruri;
   b.peer = target;
   b.listener = target.listener;
-  b.contact = "<" + our_uri(ts, user_of(a.remote_hdr), target.listener) + ">";
+  b.contact = "<" + our_uri(user_of(a.remote_hdr), target.listener) + ">";
   dialogs_[a.call_id + "|" + a.local_tag] = {id, fs};
   dialogs_[b.call_id + "|" + b.local_tag] = {id, ts};
   ++counters_["calls_started"];
@@ -991,6 +986,7 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   c.caller = fs;
   c.caller_stx = stx;
   c.caller_invite = req;
+  c.initial_stx = stx;
   stx_call_[stx] = id;
   c.offer_in_invite = has_sdp(req);
   if (c.offer_in_invite) {
@@ -1358,8 +1354,7 @@ void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside,
   timers_->cancel(c.invite_timer);
   timers_->cancel(c.session_timer);
   for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
-  for (auto s = stx_call_.begin(); s != stx_call_.end();)
-    s = s->second == id ? stx_call_.erase(s) : std::next(s);
+  stx_call_.erase(c.initial_stx);
   ++counters_["calls_ended"];
   emit(3, id, "", "", reason);
   calls_.erase(it);

@@ -17,6 +17,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <queue>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -140,6 +141,7 @@ struct Call {
   bool inv_initial = true;
   Side caller = Side::kOutside;  // the side that sent it
   uint64_t caller_stx = 0, callee_ctx = 0;
+  uint64_t initial_stx = 0;       // the dialog-creating INVITE's (stx_call_ key)
   sip::Message caller_invite;    // as received
   uint32_t inv_cseq_out = 0;     // its CSeq on the other leg (ACK, PRACK RAck)
   bool offer_in_invite = true;
@@ -184,7 +186,6 @@ class Gateway : public sip::Transactions::Handler {
   // From the transport.
   void on_message(const sip::Message& m, const sip::Peer& from);
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw);
-  void on_closed(uint64_t conn);
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
   void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
@@ -249,8 +250,8 @@ class Gateway : public sip::Transactions::Handler {
   sip::Peer upstream_peer(int* index);
   void upstream_result(int index, bool ok, int64_t rtt_ms);
   void probe_upstreams();
-  std::string our_uri(Side side, const std::string& user, int listener) const;
-  std::string via(Side side, int listener, const std::string& branch) const;
+  std::string our_uri(const std::string& user, int listener) const;
+  std::string via(int listener, const std::string& branch) const;
   int listener_for(Side side, sip::Transport t) const;
   const cfg::MediaSide& media_side(Side s) const;
   void emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
@@ -268,6 +269,10 @@ class Gateway : public sip::Transactions::Handler {
   std::unordered_map<uint64_t, uint64_t> stx_call_;    // caller INVITE stx -> call
   std::unordered_map<std::string, Binding> bindings_;  // token -> binding
   std::multimap<std::string, std::string> by_user_;    // user -> token
+  // Expiry times, soonest first; a refreshed binding leaves a stale entry
+  // that is skipped when it comes up (its expires_at no longer matches).
+  using Expiry = std::pair<int64_t, std::string>;
+  std::priority_queue<Expiry, std::vector<Expiry>, std::greater<Expiry>> expiries_;
   std::map<uint32_t, Block> blocks_;
   std::map<uint32_t, std::pair<int64_t, uint32_t>> rate_;  // ip -> (second, count)
   std::vector<UpstreamState> upstreams_;

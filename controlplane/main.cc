@@ -39,9 +39,6 @@ class Bridge : public net::SipTransport::Handler {
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw) override {
     gw->on_bad(from, e, raw);
   }
-  void on_closed(uint64_t conn) override {
-    if (gw) gw->on_closed(conn);
-  }
 };
 
 }  // namespace

@@ -1,14 +1,10 @@
 #include "dataplane/config.h"
 
-#include <google/protobuf/io/tokenizer.h>
-#include <google/protobuf/text_format.h>
-
-#include <fstream>
 #include <set>
-#include <sstream>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "common/text_config.h"
 #include "dataplane/core/net.h"
 #include "dataplane/core/packet.h"
 
@@ -18,21 +14,6 @@ using ::sluice::dataplane::v1::DataplaneConfig;
 
 namespace {
 
-class Collector : public google::protobuf::io::ErrorCollector {
- public:
-  explicit Collector(std::string origin) : origin_(std::move(origin)) {}
-  void AddError(int line, int column, const std::string& message) override {
-    errors_.push_back(absl::StrCat(origin_, ":", line + 1, ":", column + 1, ": ", message));
-  }
-  void AddWarning(int line, int column, const std::string& message) override {
-    AddError(line, column, message);
-  }
-  std::vector<std::string> errors_;
-
- private:
-  std::string origin_;
-};
-
 absl::Status bad(const std::string& field, const std::string& why) {
   return absl::InvalidArgumentError(absl::StrCat(field, ": ", why));
 }
@@ -40,24 +21,13 @@ absl::Status bad(const std::string& field, const std::string& why) {
 }  // namespace
 
 absl::StatusOr<DataplaneConfig> parse_config(const std::string& text, const std::string& origin) {
-  DataplaneConfig cfg;
-  google::protobuf::TextFormat::Parser parser;
-  Collector errors(origin);
-  parser.RecordErrorsTo(&errors);
-  if (!parser.ParseFromString(text, &cfg)) {
-    return absl::InvalidArgumentError(absl::StrJoin(errors.errors_, "\n"));
-  }
-  absl::Status st = validate_config(cfg);
-  if (!st.ok()) return absl::InvalidArgumentError(absl::StrCat(origin, ": ", st.message()));
-  return cfg;
+  return parse_text_config<DataplaneConfig>(text, origin, validate_config);
 }
 
 absl::StatusOr<DataplaneConfig> load_config_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open config file"));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return parse_config(ss.str(), path);
+  auto text = read_config_file(path);
+  if (!text.ok()) return text.status();
+  return parse_config(*text, path);
 }
 
 absl::Status validate_config(DataplaneConfig& cfg) {

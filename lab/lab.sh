@@ -112,7 +112,7 @@ media {
 }
 monitor { ${LAB_MONITOR:-disabled: true} }
 security { auth_failures: ${LAB_AUTH_FAILURES:-5} block_s: 60 }
-registrations { mobile_user_agents: "Mobile" }
+registrations { mobile_user_agents: "Mobile" max_expires_s: ${LAB_MAX_EXPIRES:-3600} }
 dataplane: "$SOCK"
 admin_listen: "$CP_SOCK"
 state_dir: "$LAB_DIR"
@@ -152,25 +152,33 @@ lab_down() {
   return 0
 }
 
-# Starts sluice-dataplane in the relay namespace; waits until it serves gRPC.
-lab_start() {
-  local conf=${1:-$LAB_DIR/dataplane.conf}
-  ip netns exec "$NS_RELAY" "$BUILD/dataplane/sluice-dataplane" --config "$conf" \
-    >"$LAB_DIR/dataplane.log" 2>&1 &
-  echo $! >"$LAB_DIR/dataplane.pid"
+# Starts NAME (sluice-dataplane or sluice-controlplane) in the relay
+# namespace with CONF, logging to $LAB_DIR/NAME.log, and waits until
+# `sluicectl PROBE` answers on its gRPC socket.
+start_in_relay() {
+  local name=$1 bin=$2 conf=$3 probe=$4 sock=$5
+  shift 5
+  local log=$LAB_DIR/$name.log pidf=$LAB_DIR/$name.pid
+  ip netns exec "$NS_RELAY" "$bin" --config "$conf" "$@" >>"$log" 2>&1 &
+  echo $! >"$pidf"
   local i
   for i in $(seq 1 100); do
-    if "$BUILD/tools/sluicectl" --timeout 1 stats >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$(cat "$LAB_DIR/dataplane.pid")" 2>/dev/null; then
-      echo "lab: sluice-dataplane exited:" >&2
-      cat "$LAB_DIR/dataplane.log" >&2
+    if "$BUILD/tools/sluicectl" --timeout 1 $probe >/dev/null 2>&1; then return 0; fi
+    if ! kill -0 "$(cat "$pidf")" 2>/dev/null; then
+      echo "lab: sluice-$name exited:" >&2
+      cat "$log" >&2
       return 1
     fi
     sleep 0.1
   done
-  echo "lab: sluice-dataplane did not answer on $SOCK" >&2
-  cat "$LAB_DIR/dataplane.log" >&2
+  echo "lab: sluice-$name did not answer on $sock" >&2
+  cat "$log" >&2
   return 1
+}
+
+lab_start() {
+  : >"$LAB_DIR/dataplane.log"
+  start_in_relay dataplane "$BUILD/dataplane/sluice-dataplane" "${1:-$LAB_DIR/dataplane.conf}" stats "$SOCK"
 }
 
 # Stops the process whose pid is in FILE (TERM, then KILL after 5 s).
@@ -190,25 +198,11 @@ stop_pidfile() {
 
 lab_stop() { stop_pidfile "$LAB_DIR/dataplane.pid"; }
 
-# Starts sluice-controlplane in the relay namespace (the dataplane's TAPs
-# carry the relay addresses there); waits until its operator API answers.
+# The control plane runs in the relay namespace too: the dataplane's TAPs
+# carry the relay addresses there. CP_ARGS adds options (--trace-sip).
 cp_start() {
-  local conf=${1:-$LAB_DIR/controlplane.conf}
-  ip netns exec "$NS_RELAY" "$BUILD/controlplane/sluice-controlplane" --config "$conf" ${CP_ARGS:-} \
-    >>"$LAB_DIR/controlplane.log" 2>&1 &
-  echo $! >"$LAB_DIR/controlplane.pid"
-  local i
-  for i in $(seq 1 100); do
-    if "$BUILD/tools/sluicectl" --timeout 1 status >/dev/null 2>&1; then return 0; fi
-    if ! kill -0 "$(cat "$LAB_DIR/controlplane.pid")" 2>/dev/null; then
-      echo "lab: sluice-controlplane exited:" >&2
-      cat "$LAB_DIR/controlplane.log" >&2
-      return 1
-    fi
-    sleep 0.1
-  done
-  echo "lab: sluice-controlplane did not answer on $CP_SOCK" >&2
-  return 1
+  start_in_relay controlplane "$BUILD/controlplane/sluice-controlplane" \
+    "${1:-$LAB_DIR/controlplane.conf}" status "$CP_SOCK" ${CP_ARGS:-}
 }
 
 cp_stop() { stop_pidfile "$LAB_DIR/controlplane.pid"; }

@@ -190,8 +190,7 @@ bool SipTransport::allowed(const Listener& l, uint32_t ip) {
   return false;
 }
 
-void SipTransport::handle_datagram(int li, const char* data, size_t n, const sip::Peer& from) {
-  (void)li;
+void SipTransport::handle_datagram(const char* data, size_t n, const sip::Peer& from) {
   counters_.rx_bytes += n;
   if (trace_) trace("in", from, std::string_view(data, n));
   if (only_crlf(data, n)) {  // NAT keep-alive
@@ -224,7 +223,7 @@ void SipTransport::on_udp(int li) {
     p.port = ntohs(from.sin_port);
     p.listener = li;
     if (!allowed(listeners_[li], p.ip)) continue;
-    handle_datagram(li, buf, static_cast<size_t>(n), p);
+    handle_datagram(buf, static_cast<size_t>(n), p);
   }
 }
 
@@ -261,7 +260,6 @@ void SipTransport::on_accept(int li) {
       c.handshaking = true;
     }
     uint64_t id = c.id;
-    by_fd_[fd] = id;
     by_peer_[{static_cast<int>(c.peer.transport), c.peer.ip, c.peer.port}] = id;
     conns_.emplace(id, std::move(c));
     loop_->add(fd, EPOLLIN, [this, id](uint32_t ev) { on_conn(id, ev); });
@@ -298,7 +296,6 @@ uint64_t SipTransport::open_conn(const sip::Peer& to, int li) {
     c.handshaking = true;
   }
   uint64_t id = c.id;
-  by_fd_[fd] = id;
   by_peer_[{static_cast<int>(to.transport), to.ip, to.port}] = id;
   conns_.emplace(id, std::move(c));
   loop_->add(fd, EPOLLIN | EPOLLOUT, [this, id](uint32_t ev) { on_conn(id, ev); });
@@ -523,7 +520,6 @@ void SipTransport::close_conn(uint64_t id) {
     ERR_clear_error();
   }
   close(c.fd);
-  by_fd_.erase(c.fd);
   auto p = by_peer_.find({static_cast<int>(c.peer.transport), c.peer.ip, c.peer.port});
   if (p != by_peer_.end() && p->second == id) by_peer_.erase(p);
   conns_.erase(it);

@@ -129,13 +129,12 @@ class SipTransport : public sip::Sender {
   void sweep();
   SSL_CTX* make_ctx(const ListenerSpec& spec, bool server, std::string* error);
   bool allowed(const Listener& l, uint32_t ip);
-  void handle_datagram(int li, const char* data, size_t n, const sip::Peer& from);
+  void handle_datagram(const char* data, size_t n, const sip::Peer& from);
 
   Loop* loop_;
   Handler* handler_;
   std::vector<Listener> listeners_;
   std::unordered_map<uint64_t, Conn> conns_;
-  std::unordered_map<int, uint64_t> by_fd_;
   // RFC 5923 reuse: remote transport/address/port -> connection.
   std::map<std::tuple<int, uint32_t, uint16_t>, uint64_t> by_peer_;
   std::map<int, SSL_CTX*> client_ctx_;  // per listener, for outgoing TLS

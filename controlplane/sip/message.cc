@@ -140,10 +140,9 @@ bool params_ok(std::string_view p) {
 // ([display-name] <URI>) or an addr-spec, then parameters. A display name is
 // a quoted string or tokens separated by whitespace; the URI inside < > has
 // no whitespace; an addr-spec may not carry '?' headers (it would need < >).
-bool address_ok(std::string_view v, bool star_ok) {
-  v = trim(v);
-  if (star_ok && v == "*") return true;
-  size_t lt = std::string_view::npos;
+// Where the '<' of a name-addr's URI is (outside a quoted display name,
+// before any ';'), or npos for an addr-spec.
+size_t name_addr_lt(std::string_view v) {
   bool quoted = false;
   for (size_t i = 0; i < v.size(); ++i) {
     if (quoted) {
@@ -152,9 +151,16 @@ bool address_ok(std::string_view v, bool star_ok) {
       continue;
     }
     if (v[i] == '"') quoted = true;
-    else if (v[i] == '<') { lt = i; break; }
+    else if (v[i] == '<') return i;
     else if (v[i] == ';') break;
   }
+  return std::string_view::npos;
+}
+
+bool address_ok(std::string_view v, bool star_ok) {
+  v = trim(v);
+  if (star_ok && v == "*") return true;
+  size_t lt = name_addr_lt(v);
   if (lt != std::string_view::npos) {
     std::string_view dn = trim(v.substr(0, lt));
     if (!dn.empty() && dn[0] != '"') {
@@ -557,25 +563,14 @@ std::vector<std::string> Message::all(std::string_view name) const {
 
 std::string uri_of(std::string_view v) {
   v = trim(v);
-  // name-addr: the URI is inside the first <...> outside quotes.
-  bool quoted = false;
-  for (size_t i = 0; i < v.size(); ++i) {
-    char c = v[i];
-    if (quoted) {
-      if (c == '\\') ++i;
-      else if (c == '"') quoted = false;
-      continue;
-    }
-    if (c == '"') { quoted = true; continue; }
-    if (c == '<') {
-      size_t end = v.find('>', i + 1);
-      if (end == std::string_view::npos) return std::string();
-      return std::string(trim(v.substr(i + 1, end - i - 1)));
-    }
+  size_t lt = name_addr_lt(v);
+  if (lt != std::string_view::npos) {
+    size_t end = v.find('>', lt + 1);
+    if (end == std::string_view::npos) return std::string();
+    return std::string(trim(v.substr(lt + 1, end - lt - 1)));
   }
   // addr-spec: header parameters follow the first ';'.
-  size_t semi = v.find(';');
-  return std::string(trim(v.substr(0, semi)));
+  return std::string(trim(v.substr(0, v.find(';'))));
 }
 
 std::string set_param(std::string_view value, std::string_view name, std::string_view v) {

@@ -23,11 +23,6 @@ std::string server_key(const Message& m, const std::string& method) {
 
 std::string accepted_key(const Message& m) { return m.call_id + "|" + std::to_string(m.cseq); }
 
-Message synthesised(const Message& req, int code, const char* reason) {
-  Message r = make_response(req, code, reason);
-  return r;
-}
-
 }  // namespace
 
 const char* transport_name(Transport t) {
@@ -296,7 +291,7 @@ uint64_t Transactions::request(const Message& req, const Peer& to, ResponseFn fn
       auto it = client_.find(id);
       if (it == client_.end()) return;
       it->second.timeout = 0;
-      client_final(id, synthesised(it->second.request, 503, "Service Unavailable"), true);
+      client_final(id, make_response(it->second.request, 503, "Service Unavailable"), true);
     });
     return id;
   }
@@ -307,7 +302,7 @@ uint64_t Transactions::request(const Message& req, const Peer& to, ResponseFn fn
     it->second.timeout = 0;
     if (it->second.state == Client::kCalling || it->second.state == Client::kProceeding) {
       ++counters_.timeouts;
-      client_final(id, synthesised(it->second.request, 408, "Request Timeout"), true);
+      client_final(id, make_response(it->second.request, 408, "Request Timeout"), true);
     } else {
       end_client(id);
     }
