@@ -46,10 +46,35 @@ bool DataplaneLink::learn_generation() {
   return true;
 }
 
+bool DataplaneLink::resync() {
+  auto stub = dp::Dataplane::NewStub(channel_);
+  auto present = std::make_shared<std::vector<PresentFlow>>();
+  std::string token;
+  do {
+    grpc::ClientContext ctx;
+    ctx.set_deadline(deadline(5000));
+    dp::ListFlowsRequest req;
+    req.set_page_size(10000);
+    req.set_page_token(token);
+    dp::ListFlowsResponse resp;
+    if (!stub->ListFlows(&ctx, req, &resp).ok()) return false;
+    for (const dp::Flow& f : resp.flows()) {
+      PresentFlow p;
+      p.key = {f.spec().key().local_address(), static_cast<uint16_t>(f.spec().key().local_port())};
+      p.cookie = f.spec().cookie();
+      p.state = f.state();
+      present->push_back(std::move(p));
+    }
+    token = resp.next_page_token();
+  } while (!token.empty());
+  loop_->post([this, present] { gateway_->resync(*present); });
+  return true;
+}
+
 void DataplaneLink::start(Gateway* gateway) {
   gateway_ = gateway;
   // The dataplane remembers the highest generation applied; continue above it.
-  if (learn_generation()) connected_ = true;
+  if (learn_generation() && resync()) connected_ = true;
   watcher_ = std::thread([this] { watch_loop(); });
 }
 
@@ -147,18 +172,15 @@ void DataplaneLink::watch_loop() {
     }
     if (stopping_) break;
     // The stream ended: the dataplane went away. Poll until it answers, then
-    // push everything again (a restarted dataplane has no flows).
+    // resynchronise (a restarted dataplane has no flows; one that only lost
+    // the link still has them).
     connected_ = false;
     while (!stopping_) {
-      if (learn_generation()) break;
+      if (learn_generation() && resync()) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(500));
     }
     if (stopping_) break;
     connected_ = true;
-    loop_->post([this] {
-      fprintf(stderr, "sluice-controlplane: dataplane back; pushing every active call\n");
-      gateway_->repush_all();
-    });
   }
 }
 

@@ -1,8 +1,9 @@
 // The control plane's side of the sluice.dataplane.v1 link: flow batches
 // down (each stamped with a rising generation), media events up. The watch
-// stream runs on its own thread and hands events to the event loop; when the
-// dataplane comes back after an outage (or restarts), every active call's
-// flows are pushed again.
+// stream runs on its own thread and hands events to the event loop. Each time
+// the dataplane answers (at start-up, after an outage, after its restart) the
+// link lists its flows and the gateway resynchronises: it adopts the flows of
+// calls it knows, pushes what is missing and removes what no call owns.
 #pragma once
 
 #include <atomic>
@@ -41,6 +42,8 @@ class DataplaneLink : public FlowSink {
  private:
   void watch_loop();
   bool learn_generation();
+  // Lists every flow the dataplane has and hands the list to the gateway.
+  bool resync();
 
   std::string target_;
   net::Loop* loop_;

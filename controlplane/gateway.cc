@@ -476,6 +476,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
         if (exp == 0) {
           if (b != bindings_.end()) {
             emit(5, 0, b->second.aor, from.str(), "removed");
+            journal_unbind(b->second);
             auto range = by_user_.equal_range(b->second.user);
             for (auto it = range.first; it != range.second; ++it)
               if (it->second == token) {
@@ -506,6 +507,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
         bd.registered_at = unix_ms();
         bd.user_agent = user_agent;
         bd.listener = transport_->listener(from.listener).name;
+        journal_binding(bd);
         out.add("Contact", "<" + bd.contact + ">;expires=" + std::to_string(exp));
         // Mobile clients keep their connection open longer (battery).
         if (from.conn)
@@ -526,6 +528,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
             break;
           }
         emit(5, 0, b->second.aor, from.str(), "removed");
+        journal_unbind(b->second);
         bindings_.erase(b);
       }
       auto bl = blocks_.find(from.ip);
@@ -821,7 +824,7 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
 // ---------------------------------------------------------------------------
 // Flows
 
-void Gateway::push_flows(Call& call) {
+std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   std::vector<FlowRule> rules;
   const std::string addr[2] = {media_side(Side::kOutside).address(),
                                media_side(Side::kInside).address()};
@@ -868,6 +871,11 @@ void Gateway::push_flows(Call& call) {
       }
     }
   }
+  return rules;
+}
+
+void Gateway::push_flows(Call& call) {
+  std::vector<FlowRule> rules = flow_rules(call);
   if (rules.empty()) return;
   if (flows_->upsert(rules)) {
     call.flows_pushed = true;
@@ -878,8 +886,9 @@ void Gateway::push_flows(Call& call) {
   }
 }
 
-std::vector<FlowKey> flow_keys(const Call& call, const std::string& out_addr,
-                               const std::string& in_addr) {
+std::vector<FlowKey> Gateway::flow_keys(const Call& call) const {
+  const std::string& out_addr = media_side(Side::kOutside).address();
+  const std::string& in_addr = media_side(Side::kInside).address();
   std::vector<FlowKey> keys;
   for (const Stream& st : call.streams) {
     if (!st.side[0].relay_port) continue;
@@ -892,23 +901,17 @@ std::vector<FlowKey> flow_keys(const Call& call, const std::string& out_addr,
 }
 
 void Gateway::remove_flows(Call& call) {
-  auto keys = flow_keys(call, media_side(Side::kOutside).address(), media_side(Side::kInside).address());
+  auto keys = flow_keys(call);
   if (!keys.empty()) flows_->remove(keys);
 }
 
 std::vector<FlowKey> Gateway::owned_flows() const {
   std::vector<FlowKey> all;
   for (const auto& [id, c] : calls_) {
-    auto k = flow_keys(c, media_side(Side::kOutside).address(), media_side(Side::kInside).address());
+    auto k = flow_keys(c);
     all.insert(all.end(), k.begin(), k.end());
   }
   return all;
-}
-
-void Gateway::repush_all() {
-  for (auto& [id, c] : calls_)
-    if (c.flows_pushed || c.state == CallState::kConfirmed || c.state == CallState::kEarly)
-      push_flows(c);
 }
 
 // ---------------------------------------------------------------------------
@@ -1119,6 +1122,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     }
     c.session_expires_s = parse_u32(sip::uri_of(resp.get("Session-Expires") ? *resp.get("Session-Expires") : ""), 0);
     arm_session_timer(c);
+    journal_call(c);
     c.waiting_ack = true;
     c.saved_streams.clear();
     tx_.respond(c.caller_stx, r);
@@ -1161,6 +1165,7 @@ void Gateway::on_ack(const Message& ack, const Peer& from) {
       m.body = body;
       m.set("Content-Type", "application/sdp");
       push_flows(c);
+      journal_call(c);
     }
   } else if (c.offer_in_invite) {
     push_flows(c);  // re-INVITE answers change flows too; idempotent otherwise
@@ -1316,6 +1321,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                     r.body = body;
                     r.set("Content-Type", "application/sdp");
                     push_flows(cc);
+                    journal_call(cc);
                     emit(12, id, "", "", cc.on_hold ? "hold" : "active");
                   }
                 } else if (update_offer && resp.status >= 300) {
@@ -1356,6 +1362,7 @@ void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside,
   for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
   stx_call_.erase(c.initial_stx);
   ++counters_["calls_ended"];
+  journal_end(c);
   emit(3, id, "", "", reason);
   calls_.erase(it);
 }

@@ -33,9 +33,16 @@ namespace sluice::net {
 class SipTransport;
 }
 
+namespace sluice::controlplane::v1 {
+class JournalCall;
+class JournalBinding;
+class JournalRecord;
+}  // namespace sluice::controlplane::v1
+
 namespace sluice::cp {
 
 namespace cfg = ::sluice::controlplane::v1;
+class Journal;
 
 enum class Side : uint8_t { kOutside = 0, kInside = 1 };
 inline Side other(Side s) { return s == Side::kOutside ? Side::kInside : Side::kOutside; }
@@ -64,6 +71,13 @@ struct FlowRule {
   Key decrypt, encrypt;
 };
 using FlowKey = std::pair<std::string, uint16_t>;
+
+// A flow the dataplane reports having (for resynchronisation).
+struct PresentFlow {
+  FlowKey key;
+  uint64_t cookie = 0;
+  int state = 0;  // sluice.dataplane.v1.FlowState
+};
 
 class FlowSink {
  public:
@@ -150,6 +164,8 @@ struct Call {
   sip::Peer ack_peer;
   bool waiting_ack = false;    // callee answered 2xx, caller's ACK not yet here
   bool flows_pushed = false;
+  bool journaled = false;  // in the journal (an end record is owed)
+  bool restored = false;   // adopted from the journal at start-up
   std::string end_reason;
 };
 
@@ -189,9 +205,15 @@ class Gateway : public sip::Transactions::Handler {
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
   void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
-  // The dataplane came (back): push every active call's flows again.
-  void repush_all();
-  // Every flow key the gateway owns (for resynchronisation).
+  // The dataplane answered (at start-up, after an outage or its restart)
+  // with the flows it has. Adopts those of known calls, pushes the calls
+  // whose flows are missing, removes flows in our port ranges that no call
+  // owns, and ends calls whose media timed out meanwhile.
+  void resync(const std::vector<PresentFlow>& present);
+  // Replays the journal in `dir` into calls and bindings, then keeps
+  // journalling into it. False with *err when the journal cannot be used.
+  bool open_journal(Journal* journal, const std::string& dir, std::string* err);
+  // Every flow key the gateway owns.
   std::vector<FlowKey> owned_flows() const;
 
   // Read by the operator API on the loop thread.
@@ -242,7 +264,22 @@ class Gateway : public sip::Transactions::Handler {
   // false (with *code) when the offer cannot be served (488).
   bool rewrite_sdp(Call& call, Side from, bool offer, const std::string& body, std::string* out,
                    int* code);
+  std::vector<FlowRule> flow_rules(const Call& call) const;
+  std::vector<FlowKey> flow_keys(const Call& call) const;  // every relay port of the call
   void push_flows(Call& call);
+  bool ours(const FlowKey& k) const;  // our relay address and port range
+  // Journal: a confirmed call as it stands or gone, a binding as it stands
+  // or gone (gateway_state.cc).
+  cfg::JournalRecord call_record(const Call& c) const;
+  cfg::JournalRecord binding_record(const Binding& b) const;
+  void journal_append(const cfg::JournalRecord& r);
+  void journal_call(Call& call);
+  void journal_end(const Call& call);
+  void journal_binding(const Binding& b);
+  void journal_unbind(const Binding& b);
+  void compact_journal();
+  void restore_call(const cfg::JournalCall& jc);
+  void restore_binding(const cfg::JournalBinding& jb);
   void remove_flows(Call& call);
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);
@@ -277,6 +314,7 @@ class Gateway : public sip::Transactions::Handler {
   std::map<uint32_t, std::pair<int64_t, uint32_t>> rate_;  // ip -> (second, count)
   std::vector<UpstreamState> upstreams_;
   std::map<std::string, uint64_t> counters_;
+  Journal* journal_ = nullptr;
   uint64_t next_call_ = 1;
   uint64_t sdp_version_ = 1;
   sip::Timers::Id expiry_timer_ = 0, probe_timer_ = 0;

@@ -17,6 +17,7 @@
 #include "controlplane/config.h"
 #include "controlplane/dataplane_link.h"
 #include "controlplane/gateway.h"
+#include "controlplane/journal.h"
 #include "controlplane/net/loop.h"
 #include "controlplane/net/transport.h"
 #include "sluice_version.h"
@@ -117,6 +118,17 @@ int main(int argc, char** argv) {
   cp::DataplaneLink link(cfg->dataplane(), &loop);
   cp::Gateway gateway(*cfg, &loop.timers(), &transport, &link);
   bridge.gw = &gateway;
+  cp::Journal journal;
+  {
+    std::string jerr;
+    if (!gateway.open_journal(&journal, cfg->state_dir(), &jerr)) {
+      fprintf(stderr, "sluice-controlplane: journal: %s\n", jerr.c_str());
+      return 1;
+    }
+    if (!gateway.calls().empty() || !gateway.bindings().empty())
+      fprintf(stderr, "sluice-controlplane: journal %s: %zu calls and %zu registrations restored\n",
+              journal.path().c_str(), gateway.calls().size(), gateway.bindings().size());
+  }
   cp::AdminServer admin(&loop, &gateway, &transport, &link);
   gateway.on_event = [&admin](const cp::GatewayEvent& ev) { admin.publish(ev); };
   std::string err;

@@ -58,3 +58,14 @@ key() { python3 -c "import base64,os; print(base64.b64encode(os.urandom($1)).dec
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$PEER" "$@"; }
 CM=aes_cm_128_hmac_sha1_80
 GCM=aead_aes_128_gcm
+
+# The control plane through sluicectl.
+calls_count() { sluicectl --json calls list | python3 -c "import json,sys; print(len(json.load(sys.stdin).get('calls',[])))"; }
+counter() { sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='$1'),0))"; }
+flows_count() { sluicectl --json flows list | python3 -c "import json,sys; print(len(json.load(sys.stdin).get('flows',[])))"; }
+flow_packets() {  # total packets on the dataplane's flows keyed at one relay address
+  sluicectl --json flows list | python3 -c "
+import json,sys
+d=json.load(sys.stdin)
+print(sum(int(f.get('packets',0)) for f in d.get('flows',[]) if f['spec']['key']['localAddress']=='$1'))"
+}

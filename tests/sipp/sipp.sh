@@ -132,6 +132,8 @@ sipp_run() {
          -trace_logs -log_file "$dir/logs.log"
          -trace_rtt -rtt_freq 1)
   _sipp_has_arg -m "$@" || args+=(-m "$calls")
+  # <pause/> without milliseconds lasts -d (phone_call.xml's talk time).
+  _sipp_has_arg -d "$@" || args+=(-d 3000)
   _sipp_has_arg -timeout "$@" || args+=(-timeout "${SIPP_TIMEOUT:-30}s" -timeout_error)
   local trace=${SIPP_TRACE_MSG:-}
   if [ -z "$trace" ]; then

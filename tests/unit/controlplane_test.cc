@@ -1,12 +1,23 @@
-// Control plane pieces without sockets: relay port pools, SDES keys, and
-// config validation (defaults filled, bad fields named).
+// Control plane pieces without sockets: relay port pools, SDES keys, config
+// validation (defaults filled, bad fields named), and the journal's file
+// format (replay, torn tails, rewrite).
 #include <catch2/catch.hpp>
 
 #include <set>
 #include <string>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <vector>
+
 #include "controlplane/config.h"
+#include "controlplane/journal.h"
 #include "controlplane/media.h"
+#include "sluice/controlplane/v1/journal.pb.h"
 
 using namespace sluice::cp;
 
@@ -107,4 +118,129 @@ TEST_CASE("config: errors name the field") {
             .find("tls.certificate_file") != std::string::npos);
   CHECK(error_of("bogus_field: 1").find("t.conf:1") != std::string::npos);
   CHECK(error_of(R"(listeners { side: "outside" address: "192.0.2.1" })").find("inside") != std::string::npos);
+}
+
+namespace {
+
+namespace v1 = ::sluice::controlplane::v1;
+
+struct TempDir {
+  std::string path;
+  TempDir() {
+    char tmpl[] = "/tmp/sluice-journal-XXXXXX";
+    path = mkdtemp(tmpl);
+  }
+  ~TempDir() {
+    unlink((path + "/journal").c_str());
+    unlink((path + "/journal.new").c_str());
+    rmdir(path.c_str());
+  }
+};
+
+std::vector<v1::JournalRecord> replay(Journal* j, const std::string& dir) {
+  std::vector<v1::JournalRecord> got;
+  std::string err;
+  REQUIRE(j->open(dir, [&](const v1::JournalRecord& r) { got.push_back(r); }, &err));
+  return got;
+}
+
+v1::JournalRecord binding(const std::string& token) {
+  v1::JournalRecord r;
+  r.mutable_binding()->set_token(token);
+  r.mutable_binding()->set_aor("sip:" + token + "@example.net");
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("journal: records come back in order, the file is private") {
+  TempDir d;
+  {
+    Journal j;
+    CHECK(replay(&j, d.path).empty());
+    j.append(binding("a"));
+    v1::JournalRecord call;
+    call.mutable_call()->set_id(7);
+    call.mutable_call()->mutable_outside()->set_call_id("c@x");
+    j.append(call);
+    v1::JournalRecord end;
+    end.set_call_ended(7);
+    j.append(end);
+  }
+  struct stat st;
+  REQUIRE(stat((d.path + "/journal").c_str(), &st) == 0);
+  CHECK((st.st_mode & 0777) == 0600);
+  Journal j;
+  auto got = replay(&j, d.path);
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].binding().token() == "a");
+  CHECK(got[1].call().outside().call_id() == "c@x");
+  CHECK(got[2].call_ended() == 7);
+  CHECK(j.torn() == 0);
+}
+
+TEST_CASE("journal: a torn or corrupt tail is cut at the last good record") {
+  TempDir d;
+  {
+    Journal j;
+    replay(&j, d.path);
+    j.append(binding("a"));
+    j.append(binding("b"));
+  }
+  std::string file = d.path + "/journal";
+  std::string good;
+  {
+    std::ifstream in(file, std::ios::binary);
+    good.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  SECTION("half a record (a crash in the middle of a write)") {
+    std::string next = Journal::frame(binding("c").SerializeAsString());
+    std::ofstream(file, std::ios::binary | std::ios::app) << next.substr(0, next.size() / 2);
+  }
+  SECTION("a flipped byte in the last record") {
+    std::string bad = good;
+    bad[bad.size() - 3] ^= 0x40;
+    std::ofstream(file, std::ios::binary | std::ios::trunc) << bad;
+  }
+  SECTION("a length far beyond the file") {
+    std::ofstream(file, std::ios::binary | std::ios::app) << std::string("\xff\xff\xff\x7f0000", 8);
+  }
+  Journal j;
+  auto got = replay(&j, d.path);
+  REQUIRE(got.size() >= 1);
+  CHECK(got[0].binding().token() == "a");
+  CHECK(j.torn() > 0);
+  // Appending after the cut yields a clean file again.
+  j.append(binding("z"));
+  Journal again;
+  auto after = replay(&again, d.path);
+  CHECK(after.back().binding().token() == "z");
+  CHECK(again.torn() == 0);
+}
+
+TEST_CASE("journal: rewrite keeps only what the owner still has") {
+  TempDir d;
+  Journal j;
+  replay(&j, d.path);
+  for (int i = 0; i < 100; ++i) j.append(binding("t" + std::to_string(i)));
+  uint64_t before = j.bytes();
+  std::string err;
+  REQUIRE(j.rewrite([](const std::function<void(const v1::JournalRecord&)>& emit) {
+    emit(binding("t42"));
+  }, &err));
+  CHECK(j.bytes() < before / 50);
+  j.append(binding("t43"));
+  Journal again;
+  auto got = replay(&again, d.path);
+  REQUIRE(got.size() == 2);
+  CHECK(got[0].binding().token() == "t42");
+  CHECK(got[1].binding().token() == "t43");
+  CHECK_FALSE(again.wants_rewrite());
+}
+
+TEST_CASE("journal: a state_dir that cannot be created is a clear error") {
+  Journal j;
+  std::string err;
+  CHECK_FALSE(j.open("/proc/sluice-no/such", [](const v1::JournalRecord&) {}, &err));
+  CHECK(err.find("state_dir") != std::string::npos);
 }

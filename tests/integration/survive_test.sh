@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Survivability with real SIP peers (SIPp phone and PBX) and RTP:
+# - sluice-controlplane is killed (SIGKILL) in the middle of a call. The
+#   dataplane keeps forwarding. Restarted, the control plane restores the
+#   call from its journal, adopts the dataplane's flows without pushing them
+#   again, removes a flow in its port range that no call owns, and the call
+#   then carries a hold re-INVITE, a resume and the phone's BYE.
+# - sluice-dataplane is stopped in the middle of a call and started again:
+#   the control plane pushes the call's flows again and RTP flows again.
+source "$(dirname "$0")/lib.sh"
+source "$ROOT/tests/sipp/sipp.sh"
+command -v sipp >/dev/null || { echo "SKIP: sipp is missing"; trap - EXIT; lab_down; exit 77; }
+
+lab_up || exit 1
+lab_start || exit 1
+cp_start || exit 1
+SIPP_LOG_ROOT=$LAB_DIR/sipp
+mkdir -p "$SIPP_LOG_ROOT"
+lab_sipp_wrappers
+export SIPP_TIMEOUT=40
+phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
+pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
+both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" 45 && sipp_ok "$SIPP_LOG_ROOT/$2" 45; }
+generations() {  # "key=generation ..." of every flow, sorted
+  sluicectl --json flows list | python3 -c "
+import json,sys
+d=json.load(sys.stdin)
+print(' '.join(sorted('%s:%s=%s' % (f['spec']['key']['localAddress'], f['spec']['key']['localPort'], f.get('generation','0')) for f in d.get('flows',[]))))"
+}
+wait_for() {  # wait_for SECONDS 'shell condition': until it holds
+  local n=$(($1 * 10)) i
+  for i in $(seq 1 $n); do eval "$2" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}
+
+echo "== the control plane is killed mid-call"
+pbx pbx1 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph1 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 200 -d 14000
+wait_for 10 '[ "$(flows_count)" -ge 4 ]'
+sleep 1
+check "the call is up" eq "$(calls_count)" 1
+nflows=$(flows_count)
+gens_before=$(generations)
+check "the journal is private to the control plane" eq "$(stat -c %a "$LAB_DIR/journal")" 600
+kill -9 "$(cat "$LAB_DIR/controlplane.pid")"
+rm -f "$LAB_DIR/controlplane.pid"
+p1=$(flow_packets $RELAY_OUT)
+sleep 2
+p2=$(flow_packets $RELAY_OUT)
+check "RTP keeps crossing the dataplane with the control plane dead ($p1 -> $p2 packets)" ge $((p2 - p1)) 50
+# A flow in the control plane's range that no call owns: left over from a
+# call that ended while the control plane was away.
+sluicectl flows add --local $RELAY_OUT:30000 --egress-port inside --source $RELAY_IN:30002 \
+  --dest $PBX:7000 >/dev/null
+check "a stale flow is there" eq "$(flows_count)" $((nflows + 1))
+cp_start || exit 1
+wait_for 5 '[ "$(counter resyncs)" -ge 1 ]'
+check "the call is restored from the journal" eq "$(counter calls_restored)" 1
+check "it is listed again" eq "$(calls_count)" 1
+sluicectl calls list
+check "its $nflows flows are adopted" eq "$(counter resync_flows_adopted)" "$nflows"
+check "none is pushed again" eq "$(counter resync_calls_pushed)" 0
+check "the stale flow is removed" eq "$(counter resync_flows_removed)" 1
+check "the flows are the same ones (same generations)" eq "$(generations)" "$gens_before"
+check "after the restart the call carries hold, resume and the phone's BYE" both_ok ph1 pbx1
+check "the call is gone afterwards" eq "$(calls_count)" 0
+check "its flows are removed" eq "$(flows_count)" 0
+
+echo "== the dataplane restarts mid-call"
+pbx pbx2 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph2 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 201 -d 14000
+wait_for 10 '[ "$(flows_count)" -ge 4 ]'
+sleep 1
+check "the second call is up" eq "$(calls_count)" 1
+nflows=$(flows_count)
+pushed0=$(counter resync_calls_pushed)
+lab_stop
+sleep 1
+lab_start || exit 1
+check "the control plane pushes the call again" wait_for 10 '[ "$(counter resync_calls_pushed)" -gt "$pushed0" ]'
+check "all $nflows flows are back" eq "$(flows_count)" "$nflows"
+sleep 2
+out_pk=$(flow_packets $RELAY_OUT)
+in_pk=$(flow_packets $RELAY_IN)
+check "RTP phone->PBX flows again after the restart ($out_pk packets)" ge "$out_pk" 50
+check "RTP PBX->phone flows again after the restart ($in_pk packets)" ge "$in_pk" 50
+check "the call completes (hold, resume, BYE)" both_ok ph2 pbx2
+check "no call and no flow left" eq "$(calls_count) $(flows_count)" "0 0"
