@@ -4,7 +4,8 @@
 #   dataplane keeps forwarding. Restarted, the control plane restores the
 #   call from its journal, adopts the dataplane's flows without pushing them
 #   again, removes a flow in its port range that no call owns, and the call
-#   then carries a hold re-INVITE, a resume and the phone's BYE.
+#   then carries a hold re-INVITE, a resume and the phone's BYE. A phone's
+#   UDP registration survives the same restart: the PBX then calls it.
 # - sluice-dataplane is stopped in the middle of a call and started again:
 #   the control plane pushes the call's flows again and RTP flows again.
 source "$(dirname "$0")/lib.sh"
@@ -66,6 +67,19 @@ check "the flows are the same ones (same generations)" eq "$(generations)" "$gen
 check "after the restart the call carries hold, resume and the phone's BYE" both_ok ph1 pbx1
 check "the call is gone afterwards" eq "$(calls_count)" 0
 check "its flows are removed" eq "$(flows_count)" 0
+
+echo "== a registration survives the control plane's restart"
+pbx reg pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
+sleep 0.5
+phone ph3 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
+wait_for 5 '[ "$(sluicectl --json registrations list | grep -c carol)" -ge 1 ]'
+kill -9 "$(cat "$LAB_DIR/controlplane.pid")"
+rm -f "$LAB_DIR/controlplane.pid"
+cp_start || exit 1
+check "the binding is restored from the journal" eq "$(counter registrations_restored)" 1
+pbx pbx3 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
+check "a call from the PBX reaches the phone over its restored NAT binding" both_ok pbx3 ph3
+sipp_stop "$SIPP_LOG_ROOT/reg"
 
 echo "== the dataplane restarts mid-call"
 pbx pbx2 pbx_answer udp $PBX 5060 -
