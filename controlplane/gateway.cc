@@ -32,12 +32,6 @@ bool has_sdp(const Message& m) {
 
 // Header parameters after a Contact's URI ("<sip:a@b>;expires=60" ->
 // ";expires=60").
-std::string contact_params(const std::string& c) {
-  size_t gt = c.rfind('>');
-  if (gt != std::string::npos) return c.substr(gt + 1);
-  size_t semi = c.find(';');
-  return semi == std::string::npos ? std::string() : c.substr(semi);
-}
 
 std::string user_of(const std::string& header_value) {
   sip::Uri u;
@@ -440,7 +434,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
     }
     if (token.empty()) token = sip::random_token(12);
     up.add("Contact", "<" + our_uri(u.user, to.listener) + ";sltk=" + token + ">" +
-                          contact_params(c));
+                          sip::params_of(c));
     pending->push_back({token, uri});
   }
   bool had_credentials = req.get("Authorization") || req.get("Proxy-Authorization");
@@ -477,13 +471,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
           if (b != bindings_.end()) {
             emit(5, 0, b->second.aor, from.str(), "removed");
             journal_unbind(b->second);
-            auto range = by_user_.equal_range(b->second.user);
-            for (auto it = range.first; it != range.second; ++it)
-              if (it->second == token) {
-                by_user_.erase(it);
-                break;
-              }
-            bindings_.erase(b);
+            erase_binding(b);
           }
           continue;
         }
@@ -497,7 +485,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
           sip::parse_uri(p->contact, &u);
           nb.user = u.user;
           b = bindings_.emplace(token, nb).first;
-          by_user_.emplace(nb.user, token);
+          index_binding(b->second);
           emit(4, 0, aor, from.str(), "");
         }
         Binding& bd = b->second;
@@ -521,21 +509,38 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
         if (std::find(listed.begin(), listed.end(), p.token) != listed.end()) continue;
         auto b = bindings_.find(p.token);
         if (b == bindings_.end()) continue;
-        auto range = by_user_.equal_range(b->second.user);
-        for (auto it = range.first; it != range.second; ++it)
-          if (it->second == p.token) {
-            by_user_.erase(it);
-            break;
-          }
         emit(5, 0, b->second.aor, from.str(), "removed");
         journal_unbind(b->second);
-        bindings_.erase(b);
+        erase_binding(b);
       }
       auto bl = blocks_.find(from.ip);
       if (bl != blocks_.end() && bl->second.blocked_until == 0) blocks_.erase(bl);
     }
     tx_.respond(stx, out);
   });
+}
+
+// A binding is found by its token, else by user name: its Contact's user
+// (what a PBX that calls the registered Contact sends) and its AOR's user
+// (what a PBX that rebuilds the Request-URI from the AOR sends), which
+// differ for phones like baresip ("alice-0x55..." vs "alice").
+void Gateway::index_binding(const Binding& b) {
+  by_user_.emplace(b.user, b.token);
+  std::string au = user_of(b.aor);
+  if (!au.empty() && au != b.user) by_user_.emplace(au, b.token);
+}
+
+void Gateway::erase_binding(std::unordered_map<std::string, Binding>::iterator it) {
+  const std::string& token = it->first;
+  for (const std::string& user : {it->second.user, user_of(it->second.aor)}) {
+    auto range = by_user_.equal_range(user);
+    for (auto u = range.first; u != range.second; ++u)
+      if (u->second == token) {
+        by_user_.erase(u);
+        break;
+      }
+  }
+  bindings_.erase(it);
 }
 
 void Gateway::expire_bindings() {
@@ -545,15 +550,9 @@ void Gateway::expire_bindings() {
     expiries_.pop();
     auto it = bindings_.find(e.second);
     if (it == bindings_.end() || it->second.expires_at != e.first) continue;  // gone or refreshed
-    auto range = by_user_.equal_range(it->second.user);
-    for (auto u = range.first; u != range.second; ++u)
-      if (u->second == it->first) {
-        by_user_.erase(u);
-        break;
-      }
     emit(5, 0, it->second.aor, it->second.peer.str(), "expired");
     ++counters_["registrations_expired"];
-    bindings_.erase(it);
+    erase_binding(it);
   }
   // Old failure counts go too.
   for (auto it = blocks_.begin(); it != blocks_.end();) {

@@ -249,6 +249,8 @@ class Gateway : public sip::Transactions::Handler {
   // Registrations
   void handle_register(uint64_t stx, const sip::Message& req, const sip::Peer& from);
   void expire_bindings();
+  void index_binding(const Binding& b);
+  void erase_binding(std::unordered_map<std::string, Binding>::iterator it);
   const Binding* find_binding(const sip::Message& req) const;
 
   // Calls

@@ -266,7 +266,7 @@ void Gateway::restore_binding(const cfg::JournalBinding& j) {
   b.expires_at = now_ms() + left;
   b.registered_at = j.registered_unix_ms();
   expiries_.emplace(b.expires_at, b.token);
-  by_user_.emplace(b.user, b.token);
+  index_binding(b);
   bindings_[b.token] = std::move(b);
   ++counters_["registrations_restored"];
 }

@@ -94,7 +94,14 @@ ports {
 media { port_min: 20000 port_max: 31000 max_flows: 65536 }
 CONF
   lab_tls_material || return 1
-  cat >"$LAB_DIR/controlplane.conf" <<CONF
+  lab_cp_conf
+}
+
+# The control plane's config for this lab, to FILE (default
+# $LAB_DIR/controlplane.conf); the LAB_* knobs are read at each call, so a
+# test can write a second config with other media policies.
+lab_cp_conf() {
+  cat >"${1:-$LAB_DIR/controlplane.conf}" <<CONF
 # Lab control plane: teleworkers on the outside (UDP, TCP, TLS with client
 # certificates), the PBX on the inside; media anchored on the dataplane.
 listeners { name: "out-udp" side: "outside" address: "$RELAY_OUT" port: 5060 transport: UDP }
@@ -148,7 +155,8 @@ lab_down() {
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
   done
-  rm -rf "$LAB_DIR" "/var/run/dpdk/sluice-$LAB"
+  [ "${LAB_KEEP:-0}" = 1 ] && echo "lab: kept $LAB_DIR" || rm -rf "$LAB_DIR"
+  rm -rf "/var/run/dpdk/sluice-$LAB"
   return 0
 }
 
@@ -282,11 +290,10 @@ lab_demo() {
   fi
   if command -v sipp >/dev/null; then
     echo "== SIP: sluice-controlplane anchors a real call (SIPp phone -> sluice -> SIPp PBX)"
-    # The control plane owns the media port range: the hand-made flows go.
-    local keys
-    keys=$(sluicectl --json flows list | python3 -c "import json,sys; print(' '.join(f['spec']['key']['localAddress']+':'+str(f['spec']['key']['localPort']) for f in json.load(sys.stdin).get('flows',[])))")
-    [ -n "$keys" ] && sluicectl flows delete $keys --generation "$(date +%s%3N)" >/dev/null
+    # The control plane owns the media port range: at start it removes the
+    # hand-made flows above, which no call of its own owns.
     cp_start || return 1
+    grep "resynchronised" "$LAB_DIR/controlplane.log"
     source "$LAB_ROOT/tests/sipp/sipp.sh"
     SIPP_LOG_ROOT=$LAB_DIR/sipp
     mkdir -p "$SIPP_LOG_ROOT"
@@ -314,12 +321,57 @@ lab_demo() {
       ok=0
     fi
     sipp_stop_all
+    if command -v baresip >/dev/null; then
+      lab_baresip_call || ok=0
+    fi
     echo "== sluicectl status"
     sluicectl status | head -12
     cp_stop
   fi
   lab_stop
   if [ $ok = 1 ]; then echo "== lab: media relayed both ways, byte-exact; SRTP re-keyed across the wrap; a SIP call anchored end to end"; else echo "== lab: FAILED"; return 1; fi
+}
+
+# The teleworker on SRTP: a baresip phone (SRTP mandatory) registers through
+# sluice to a SIPp registrar, then calls a baresip PBX endpoint (plain RTP).
+# The dataplane decrypts toward the PBX and encrypts toward the phone; each
+# end must decode the other's tone (phone 440 Hz, PBX 1000 Hz).
+lab_baresip_call() {
+  source "$LAB_ROOT/tests/baresip/baresip.sh"
+  local ph=$LAB_DIR/bs-phone pbx=$LAB_DIR/bs-pbx i fa fb
+  echo "== SRTP teleworker: baresip phone (SRTP mandatory) -> sluice -> baresip PBX (plain RTP)"
+  SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run bsreg pbx_registrar udp $PBX 5060 -
+  BARESIP_TONE=440 baresip_config "$ph" alice $PHONE:5080 srtp-mand $RELAY_OUT || return 1
+  BARESIP_TONE=1000 baresip_config "$pbx" pbx $PBX:5060 none || return 1
+  baresip_start "$NS_PHONE" "$ph" 30 || return 1
+  for i in $(seq 1 50); do
+    sluicectl registrations list | grep -q "sip:alice@$RELAY_OUT" && break
+    sleep 0.1
+  done
+  sluicectl registrations list
+  sipp_stop "$SIPP_LOG_ROOT/bsreg"
+  baresip_start "$NS_PBX" "$pbx" 30 || return 1
+  baresip_dial "$ph" "sip:pbx@$RELAY_OUT"
+  baresip_wait_event "$ph" CALL_ESTABLISHED 8 >/dev/null || { baresip_stop "$ph"; baresip_stop "$pbx"; return 1; }
+  sleep 3
+  echo "== sluicectl calls list"
+  sluicectl calls list
+  local id
+  id=$(sluicectl --json calls list | python3 -c "import json,sys; c=json.load(sys.stdin).get('calls',[]); print(c[0]['id'] if c else '')")
+  [ -n "$id" ] && { echo "== sluicectl calls get $id"; sluicectl calls get "$id"; }
+  echo "== sluicectl flows list"
+  sluicectl flows list
+  baresip_hangup "$ph"
+  baresip_wait_event "$pbx" CALL_CLOSED 5 >/dev/null
+  baresip_wait_log "$ph" '^errors:' 3 && baresip_wait_log "$pbx" '^errors:' 3
+  read -r fa _ < <(baresip_rx_tone "$ph")
+  read -r fb _ < <(baresip_rx_tone "$pbx")
+  echo "phone: SRTP $(grep -o 'cryptosuite=[A-Z0-9_]*' "$ph/log" | head -1), received $(baresip_rx_packets "$ph") packets, decoded a ${fa:-?} Hz tone, $(baresip_srtp_errors "$ph") SRTP failures"
+  echo "PBX:   plain RTP, received $(baresip_rx_packets "$pbx") packets, decoded a ${fb:-?} Hz tone"
+  baresip_stop "$ph"
+  baresip_stop "$pbx"
+  [ "${fa:-0}" -ge 970 ] && [ "${fa:-0}" -le 1030 ] && [ "${fb:-0}" -ge 427 ] && [ "${fb:-0}" -le 453 ] &&
+    [ "$(baresip_srtp_errors "$ph")" = 0 ] && echo "baresip phone and PBX: SRTP call completed, both tones decoded"
 }
 
 if [ "${BASH_SOURCE[0]}" = "$0" ]; then

@@ -561,6 +561,17 @@ std::vector<std::string> Message::all(std::string_view name) const {
   return out;
 }
 
+std::string params_of(std::string_view v) {
+  v = trim(v);
+  size_t lt = name_addr_lt(v);
+  if (lt != std::string_view::npos) {
+    size_t end = v.find('>', lt + 1);  // a URI has no '>'; a quoted param may
+    return end == std::string_view::npos ? std::string() : std::string(v.substr(end + 1));
+  }
+  size_t semi = v.find(';');
+  return semi == std::string_view::npos ? std::string() : std::string(v.substr(semi));
+}
+
 std::string uri_of(std::string_view v) {
   v = trim(v);
   size_t lt = name_addr_lt(v);

@@ -101,6 +101,9 @@ std::string param(std::string_view value, std::string_view name);
 // The URI of a name-addr or addr-spec header value ("Bob" <sip:b@h>;tag=1
 // -> sip:b@h; sip:b@h;tag=1 -> sip:b@h). Empty if there is none.
 std::string uri_of(std::string_view value);
+// The header parameters after it (";expires=60;+sip.instance=\"<urn:...>\""),
+// with their leading ';'; empty when there are none.
+std::string params_of(std::string_view value);
 // The header value with parameter `name` set (added or replaced) outside
 // <...>; an empty `v` writes ";name".
 std::string set_param(std::string_view value, std::string_view name, std::string_view v);

@@ -161,6 +161,17 @@ TEST_CASE("list splitting and parameters respect quotes and brackets", "[sip]") 
   CHECK(canonical_name("X-Custom") == "X-Custom");
 }
 
+TEST_CASE("a Contact's URI and its parameters, with '>' inside a quoted parameter", "[sip]") {
+  // baresip's Contact: the instance id is a quoted "<urn:...>".
+  std::string c = "<sip:alice-0x55@192.0.2.10:5080>;expires=60;+sip.instance=\"<urn:uuid:7d75>\"";
+  CHECK(uri_of(c) == "sip:alice-0x55@192.0.2.10:5080");
+  CHECK(params_of(c) == ";expires=60;+sip.instance=\"<urn:uuid:7d75>\"");
+  CHECK(params_of("\"A <b>\" <sip:a@b>;q=1") == ";q=1");
+  CHECK(params_of("sip:a@b;expires=5") == ";expires=5");
+  CHECK(params_of("<sip:a@b>").empty());
+  CHECK(params_of("<sip:a@b").empty());  // unterminated: nothing to keep
+}
+
 namespace {
 
 struct Torture {
