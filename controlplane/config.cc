@@ -120,6 +120,8 @@ absl::Status validate_config(cfg::ControlplaneConfig& c) {
   if (t.invite_timeout_s() > 300) return bad("timers.invite_timeout_s", "at most 300");
   if (t.session_expires_s() == 0) t.set_session_expires_s(14400);
   if (t.min_se_s() == 0) t.set_min_se_s(90);
+  if (t.failover_ms() == 0) t.set_failover_ms(2000);
+  if (t.failover_ms() >= 64 * t.t1_ms()) return bad("timers.failover_ms", "must be below 64*t1_ms");
   auto& r = *c.mutable_registrations();
   if (r.max_expires_s() == 0) r.set_max_expires_s(3600);
   if (r.max_bindings() == 0) r.set_max_bindings(200000);

@@ -89,6 +89,7 @@ Gateway::~Gateway() {
   timers_->cancel(probe_timer_);
   for (auto& [id, c] : calls_) {
     timers_->cancel(c.invite_timer);
+    timers_->cancel(c.failover_timer);
     timers_->cancel(c.session_timer);
   }
 }
@@ -293,25 +294,32 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
 // ---------------------------------------------------------------------------
 // Upstreams
 
-sip::Peer Gateway::upstream_peer(int* index) {
+sip::Peer Gateway::upstream_peer(int* index, const std::vector<int>* exclude) {
   *index = -1;
   if (upstreams_.empty()) return Peer{};
+  auto excluded = [exclude](size_t i) {
+    return exclude && std::find(exclude->begin(), exclude->end(), static_cast<int>(i)) != exclude->end();
+  };
   // Up first, then not yet probed, then down; lower priority first; weight
   // picks among equals.
   auto rank = [](int st) { return st == 2 ? 0 : st == 1 ? 1 : 2; };
   int best_rank = 3;
   uint32_t best_prio = UINT32_MAX;
-  for (const UpstreamState& u : upstreams_) {
+  for (size_t i = 0; i < upstreams_.size(); ++i) {
+    const UpstreamState& u = upstreams_[i];
+    if (excluded(i)) continue;
     int r = rank(u.state);
     if (r < best_rank || (r == best_rank && u.spec.priority() < best_prio)) {
       best_rank = r;
       best_prio = u.spec.priority();
     }
   }
+  if (best_rank == 3) return Peer{};  // every one excluded
   std::vector<int> pick;
   uint64_t total = 0;
   for (size_t i = 0; i < upstreams_.size(); ++i)
-    if (rank(upstreams_[i].state) == best_rank && upstreams_[i].spec.priority() == best_prio) {
+    if (!excluded(i) && rank(upstreams_[i].state) == best_rank &&
+        upstreams_[i].spec.priority() == best_prio) {
       pick.push_back(static_cast<int>(i));
       total += upstreams_[i].spec.weight() + 1;
     }
@@ -1019,8 +1027,64 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
     cc.end_reason = "invite-timeout";
     if (!tx_.cancel(cc.callee_ctx)) end_call(id, "invite-timeout", false, false);
   });
+  if (c.outbound) {
+    c.upstream = ui;
+    c.tried = {ui};
+  }
   send_invite(c, ts, std::move(m), target);
-  (void)ui;
+  if (c.outbound) arm_failover(c);
+}
+
+// RFC 3263 4.3 in spirit: an upstream that does not answer a new call at all
+// is skipped for the next one. Waiting for Timer B (32 s) would leave the
+// caller ringing into nothing, so a silent upstream gets failover_ms.
+void Gateway::arm_failover(Call& c) {
+  timers_->cancel(c.failover_timer);
+  c.failover_timer = 0;
+  if (upstreams_.size() < 2 || c.tried.size() >= upstreams_.size()) return;
+  uint64_t id = c.id;
+  c.failover_timer = timers_->after(cfg_.timers().failover_ms(), [this, id] {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    it->second.failover_timer = 0;
+    fail_over(it->second, false);
+  });
+}
+
+// Sends the call's INVITE to the next untried upstream. `ended`: its
+// transaction already failed (timeout, transport error); else it is still
+// waiting and is dropped. False (nothing done) when the call is past the
+// point of no return or no upstream is left.
+bool Gateway::fail_over(Call& c, bool ended) {
+  if (!c.outbound || !c.inv_initial || c.state != CallState::kCalling || c.upstream < 0) return false;
+  int next = -1;
+  Peer target = upstream_peer(&next, &c.tried);
+  if (next < 0 || target.listener < 0) return false;
+  // Only a transaction that heard nothing can be dropped (a provisional
+  // means the upstream is alive and owns the call now).
+  if (!ended && !tx_.abandon(c.callee_ctx)) return false;
+  UpstreamState& dead = upstreams_[c.upstream];
+  fprintf(stderr, "sluice-controlplane: upstream %s:%u: %s; call %llu goes to %s:%u\n",
+          dead.spec.host().c_str(), dead.peer.port, ended ? "request failed" : "no answer",
+          static_cast<unsigned long long>(c.id), upstreams_[next].spec.host().c_str(),
+          upstreams_[next].peer.port);
+  for (uint32_t i = dead.failures; i < cfg_.monitor().failures_down(); ++i)
+    upstream_result(c.upstream, false, -1);  // down now; OPTIONS brings it back
+  ++counters_["upstream_failovers"];
+  Side ts = other(c.caller);
+  Leg& b = c.leg[static_cast<int>(ts)];
+  b.peer = target;
+  b.listener = target.listener;
+  b.contact = "<" + our_uri(user_of(c.leg[static_cast<int>(c.caller)].remote_hdr), target.listener) + ">";
+  Message m = c.callee_invite;
+  m.remove("Via");
+  m.prepend("Via", via(target.listener, sip::new_branch()));
+  m.set("Contact", b.contact);
+  c.upstream = next;
+  c.tried.push_back(next);
+  send_invite(c, ts, std::move(m), target);
+  arm_failover(c);
+  return true;
 }
 
 void Gateway::send_invite(Call& c, Side to, Message m, const Peer& target) {
@@ -1029,6 +1093,7 @@ void Gateway::send_invite(Call& c, Side to, Message m, const Peer& target) {
   c.inv_cseq_out = c.leg[static_cast<int>(to)].local_cseq;
   c.waiting_ack = false;
   c.ack_bytes.clear();
+  if (c.inv_initial && c.outbound) c.callee_invite = m;
   c.callee_ctx = tx_.request(m, target, [this, id](const Message& r, bool local) {
     invite_response(id, r, local);
   });
@@ -1041,9 +1106,15 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
   Side fs = c.caller, ts = other(c.caller);
   Leg& a = c.leg[static_cast<int>(fs)];
   Leg& b = c.leg[static_cast<int>(ts)];
+  if (c.failover_timer) {  // the upstream answered something
+    timers_->cancel(c.failover_timer);
+    c.failover_timer = 0;
+  }
   if (resp.status == 100) return;
   if (c.inv_initial && c.outbound && local) {
-    // The upstream did not answer: it counts against it.
+    // Timeout or transport error (connection refused): the next upstream,
+    // if there is one; else the failure counts against this one.
+    if (c.state == CallState::kCalling && fail_over(c, true)) return;
     for (size_t i = 0; i < upstreams_.size(); ++i)
       if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), false, -1);
   }
@@ -1358,6 +1429,7 @@ void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside,
   }
   timers_->cancel(c.invite_timer);
   timers_->cancel(c.session_timer);
+  timers_->cancel(c.failover_timer);
   for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
   stx_call_.erase(c.initial_stx);
   ++counters_["calls_ended"];

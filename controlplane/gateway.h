@@ -163,6 +163,11 @@ struct Call {
   std::string ack_bytes;       // our ACK on the callee leg, resent on 2xx retransmissions
   sip::Peer ack_peer;
   bool waiting_ack = false;    // callee answered 2xx, caller's ACK not yet here
+  // Outbound: the upstream the INVITE went to and every one tried so far.
+  int upstream = -1;
+  std::vector<int> tried;
+  sip::Message callee_invite;  // as sent, for a failover
+  sip::Timers::Id failover_timer = 0;
   bool flows_pushed = false;
   bool journaled = false;  // in the journal (an end record is owed)
   bool restored = false;   // adopted from the journal at start-up
@@ -286,7 +291,9 @@ class Gateway : public sip::Transactions::Handler {
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);
   std::string map_replaces(const std::string& value, Side to) const;
-  sip::Peer upstream_peer(int* index);
+  sip::Peer upstream_peer(int* index, const std::vector<int>* exclude = nullptr);
+  void arm_failover(Call& call);
+  bool fail_over(Call& call, bool ended);
   void upstream_result(int index, bool ok, int64_t rtt_ms);
   void probe_upstreams();
   std::string our_uri(const std::string& user, int listener) const;

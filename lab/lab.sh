@@ -101,6 +101,8 @@ CONF
 # $LAB_DIR/controlplane.conf); the LAB_* knobs are read at each call, so a
 # test can write a second config with other media policies.
 lab_cp_conf() {
+  local ups=${LAB_UPSTREAMS:-}
+  [ -n "$ups" ] || ups="upstreams { host: \"$PBX\" port: ${LAB_PBX_PORT:-5060} transport: ${LAB_PBX_TRANSPORT:-UDP} }"
   cat >"${1:-$LAB_DIR/controlplane.conf}" <<CONF
 # Lab control plane: teleworkers on the outside (UDP, TCP, TLS with client
 # certificates), the PBX on the inside; media anchored on the dataplane.
@@ -111,7 +113,7 @@ listeners { name: "out-tls" side: "outside" address: "$RELAY_OUT" port: 5061 tra
         ca_file: "$LAB_DIR/tls/ca.crt" require_client_certificate: true } }
 listeners { name: "in-udp" side: "inside" address: "$RELAY_IN" port: 5060 transport: UDP }
 listeners { name: "in-tcp" side: "inside" address: "$RELAY_IN" port: 5060 transport: TCP }
-upstreams { host: "$PBX" port: ${LAB_PBX_PORT:-5060} transport: ${LAB_PBX_TRANSPORT:-UDP} }
+$ups
 media {
   outside { address: "$RELAY_OUT" srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
   inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} }

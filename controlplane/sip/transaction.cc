@@ -443,6 +443,13 @@ bool Transactions::cancel(uint64_t id) {
   return false;
 }
 
+bool Transactions::abandon(uint64_t id) {
+  auto it = client_.find(id);
+  if (it == client_.end() || it->second.state != Client::kCalling) return false;
+  end_client(id);
+  return true;
+}
+
 void Transactions::send_cancel(uint64_t id) {
   Client& c = client_.at(id);
   c.cancelled = true;

@@ -69,6 +69,9 @@ class Transactions {
   // once a provisional response has arrived. False if there is nothing to
   // cancel (no such transaction, or it already has a final response).
   bool cancel(uint64_t ctx);
+  // Drops a client transaction that has had no response at all (nothing to
+  // CANCEL: RFC 3261 9.1), without calling its ResponseFn; false otherwise.
+  bool abandon(uint64_t ctx);
 
   // Answers server transaction `stx`. Provisional responses may come
   // several times; the first final one completes it. Unknown ids are ignored.

@@ -137,4 +137,19 @@ sluicectl blocked list
 check "the operator can lift the block" eq "$(sluicectl blocked remove $PHONE2)" "unblocked $PHONE2"
 sipp_stop_all
 
+echo "== failover: the first upstream is silent, the call goes to the next"
+cp_stop
+LAB_UPSTREAMS="upstreams { host: \"$PBX\" port: 5090 priority: 10 }
+upstreams { host: \"$PBX\" port: 5060 priority: 20 }" lab_cp_conf "$LAB_DIR/failover.conf"
+cp_start "$LAB_DIR/failover.conf" || exit 1
+pbx pbx7 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph7 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 105
+check "the call completes through the second upstream" both_ok ph7 pbx7
+check "one failover counted" eq "$(counter upstream_failovers)" 1
+check "the silent upstream is marked down" eq "$(sluicectl --json upstreams list | python3 -c "
+import json,sys
+print([u['endpoint']['port'] for u in json.load(sys.stdin).get('upstreams',[]) if u.get('state')=='UPSTREAM_STATE_DOWN'])")" "[5090]"
+sluicectl upstreams list
+
 sluicectl status | head -12

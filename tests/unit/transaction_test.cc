@@ -141,6 +141,26 @@ TEST_CASE("client non-INVITE: a provisional moves E to T2; the final ends after 
   CHECK(f.tx.size() == 0);
 }
 
+TEST_CASE("client INVITE: abandoned while silent (failover), never after a provisional") {
+  Fixture f;
+  std::vector<int> got;
+  uint64_t id = f.tx.request(msg(request_text("INVITE", new_branch(), 1)), f.udp,
+                             [&](const Message& r, bool) { got.push_back(r.status); });
+  f.run(2000);  // A at 0, 0.5, 1.5
+  CHECK(f.tx.abandon(id));
+  CHECK(f.tx.size() == 0);
+  f.run(40000);  // no more retransmissions, no 408 to the TU
+  CHECK(f.wire.times("INVITE").size() == 3);
+  CHECK(got.empty());
+  CHECK_FALSE(f.tx.abandon(id));
+  // With a provisional the server owns the call: only CANCEL may end it.
+  uint64_t id2 = f.tx.request(msg(request_text("INVITE", new_branch(), 2)), f.udp,
+                              [&](const Message& r, bool) { got.push_back(r.status); });
+  f.tx.receive(response_to(f.wire.sent.back().msg, 100), f.udp);
+  CHECK_FALSE(f.tx.abandon(id2));
+  CHECK(f.tx.size() == 1);
+}
+
 TEST_CASE("client INVITE: 180 stops Timer A; a 486 is ACKed with the INVITE's branch") {
   Fixture f;
   std::vector<int> got;
