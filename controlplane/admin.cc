@@ -206,20 +206,22 @@ class AdminService final : public pb::Admin::Service {
       auto rank = [](int st) { return st == 2 ? 0 : st == 1 ? 1 : 2; };
       const auto& ups = gw_->upstreams();
       for (size_t i = 0; i < ups.size(); ++i)
-        if (best < 0 || rank(ups[i].state) < rank(ups[best].state) ||
+        if (ups[i].withdrawn) continue;
+        else if (best < 0 || rank(ups[i].state) < rank(ups[best].state) ||
             (rank(ups[i].state) == rank(ups[best].state) &&
              ups[i].spec.priority() < ups[best].spec.priority()))
           best = static_cast<int>(i);
       for (size_t i = 0; i < ups.size(); ++i) {
         const UpstreamState& u = ups[i];
+        if (u.withdrawn) continue;
         pb::Upstream* o = resp->add_upstreams();
-        o->set_host(u.spec.host());
+        o->set_host(u.srv ? u.name : u.spec.host());
         endpoint(u.spec.host(), u.peer.port, o->mutable_endpoint());
         o->set_transport(transport_pb(u.peer.transport));
         o->set_priority(u.spec.priority());
         o->set_weight(u.spec.weight());
         o->set_state(static_cast<pb::UpstreamState>(u.state));
-        o->set_source("static");
+        o->set_source(u.srv ? "srv" : "static");
         if (u.last_change_unix_ms) set_ts(u.last_change_unix_ms, o->mutable_last_change());
         if (u.last_rtt_ms >= 0) set_dur(u.last_rtt_ms, o->mutable_last_rtt());
         o->set_consecutive_failures(u.failures);

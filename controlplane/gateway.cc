@@ -4,6 +4,7 @@
 #include <chrono>
 #include <random>
 
+#include "controlplane/net/srv.h"
 #include "controlplane/net/transport.h"
 
 namespace sluice::cp {
@@ -297,8 +298,9 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
 sip::Peer Gateway::upstream_peer(int* index, const std::vector<int>* exclude) {
   *index = -1;
   if (upstreams_.empty()) return Peer{};
-  auto excluded = [exclude](size_t i) {
-    return exclude && std::find(exclude->begin(), exclude->end(), static_cast<int>(i)) != exclude->end();
+  auto excluded = [this, exclude](size_t i) {
+    return upstreams_[i].withdrawn ||
+           (exclude && std::find(exclude->begin(), exclude->end(), static_cast<int>(i)) != exclude->end());
   };
   // Up first, then not yet probed, then down; lower priority first; weight
   // picks among equals.
@@ -361,10 +363,58 @@ void Gateway::upstream_result(int index, bool ok, int64_t rtt_ms) {
   }
 }
 
+void Gateway::set_srv_targets(const std::vector<net::SrvTarget>& targets) {
+  const std::string& n = cfg_.upstream_srv();
+  auto starts = [&n](const char* p) { return n.compare(0, strlen(p), p) == 0; };
+  sip::Transport tr = starts("_sips._tcp") ? sip::Transport::kTls
+                      : starts("_sip._tcp") ? sip::Transport::kTcp
+                                            : sip::Transport::kUdp;
+  cfg::Transport ct = tr == sip::Transport::kTls ? cfg::TLS : tr == sip::Transport::kTcp ? cfg::TCP : cfg::UDP;
+  size_t before = 0, after = 0;
+  for (UpstreamState& u : upstreams_)
+    if (u.srv && !u.withdrawn) {
+      ++before;
+      u.withdrawn = true;
+    }
+  for (const net::SrvTarget& t : targets) {
+    UpstreamState* u = nullptr;
+    for (UpstreamState& x : upstreams_)
+      if (x.srv && x.peer.ip == t.ip && x.peer.port == t.port && x.peer.transport == tr) u = &x;
+    if (!u) {
+      upstreams_.emplace_back();
+      u = &upstreams_.back();  // indices stay stable: entries are withdrawn, never erased
+      u->srv = true;
+      u->peer.ip = t.ip;
+      u->peer.port = t.port;
+      u->peer.transport = tr;
+      u->peer.listener = listener_for(Side::kInside, tr);
+      u->withdrawn = true;  // filled in below
+    }
+    if (!u->withdrawn) continue;  // listed twice
+    u->withdrawn = false;
+    u->name = t.target;
+    u->spec.set_host(sip::ip_str(t.ip));
+    u->spec.set_port(t.port);
+    u->spec.set_priority(t.priority);
+    u->spec.set_weight(t.weight);
+    u->spec.set_transport(ct);
+    ++after;
+  }
+  ++counters_["srv_lookups"];
+  if (before != after)
+    fprintf(stderr, "sluice-controlplane: %s: %zu upstream targets (was %zu)\n", n.c_str(), after, before);
+}
+
+void Gateway::srv_failed(const std::string& err) {
+  if (counters_["srv_failures"]++ == 0 || counters_["srv_failures"] % 60 == 0)
+    fprintf(stderr, "sluice-controlplane: DNS SRV lookup failed (%s); keeping the last answer\n",
+            err.c_str());
+}
+
 void Gateway::probe_upstreams() {
   for (size_t i = 0; i < upstreams_.size(); ++i) {
     UpstreamState& u = upstreams_[i];
-    if (u.probing || u.peer.listener < 0) continue;
+    if (u.probing || u.peer.listener < 0 || u.withdrawn) continue;
     Message m;
     m.request = true;
     m.method = "OPTIONS";

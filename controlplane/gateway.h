@@ -31,6 +31,7 @@
 
 namespace sluice::net {
 class SipTransport;
+struct SrvTarget;
 }
 
 namespace sluice::controlplane::v1 {
@@ -182,7 +183,10 @@ struct Block {
 };
 
 struct UpstreamState {
-  cfg::Upstream spec;
+  cfg::Upstream spec;     // for a DNS SRV target: its address, port, priority, weight
+  std::string name;       // the SRV target's name; empty for a static upstream
+  bool srv = false;
+  bool withdrawn = false; // an SRV target the last answer no longer lists
   sip::Peer peer;
   int state = 1;  // admin UpstreamState: 1 unknown, 2 up, 3 down
   int64_t last_change_unix_ms = 0;
@@ -227,6 +231,10 @@ class Gateway : public sip::Transactions::Handler {
   const std::map<uint32_t, Block>& blocks() const { return blocks_; }
   const std::vector<UpstreamState>& upstreams() const { return upstreams_; }
   bool unblock(uint32_t ip);
+  // DNS SRV upstreams (upstream_srv): the latest answer, or a failed lookup
+  // (the last good answer stays in use).
+  void set_srv_targets(const std::vector<net::SrvTarget>& targets);
+  void srv_failed(const std::string& err);
   std::map<std::string, uint64_t> counters() const;
   size_t transactions() const { return tx_.size(); }
   size_t ports_in_use() const;

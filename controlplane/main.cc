@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "controlplane/admin.h"
@@ -18,6 +19,7 @@
 #include "controlplane/dataplane_link.h"
 #include "controlplane/gateway.h"
 #include "controlplane/journal.h"
+#include "controlplane/srv_watch.h"
 #include "controlplane/net/loop.h"
 #include "controlplane/net/transport.h"
 #include "sluice_version.h"
@@ -137,6 +139,11 @@ int main(int argc, char** argv) {
     return 1;
   }
   link.start(&gateway);
+  std::unique_ptr<cp::SrvWatch> srv;
+  if (cfg->upstreams_size() == 0 && !cfg->upstream_srv().empty()) {
+    srv = std::make_unique<cp::SrvWatch>(cfg->upstream_srv(), &loop);
+    srv->start(&gateway);
+  }
 
   int sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
   loop.add(sfd, 0x001 /* EPOLLIN */, [&](uint32_t) {
@@ -162,6 +169,7 @@ int main(int argc, char** argv) {
           gateway.calls().size());
   admin.stop();
   link.stop();
+  if (srv) srv->stop();
   close(sfd);
   return 0;
 }

@@ -156,6 +156,7 @@ lab_down() {
   for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
+    rm -rf "/etc/netns/$ns"  # a test's resolv.conf for the namespace
   done
   [ "${LAB_KEEP:-0}" = 1 ] && echo "lab: kept $LAB_DIR" || rm -rf "$LAB_DIR"
   rm -rf "/var/run/dpdk/sluice-$LAB"

@@ -69,3 +69,8 @@ import json,sys
 d=json.load(sys.stdin)
 print(sum(int(f.get('packets',0)) for f in d.get('flows',[]) if f['spec']['key']['localAddress']=='$1'))"
 }
+wait_for() {  # wait_for SECONDS 'shell condition': until it holds
+  local n=$(($1 * 10)) i
+  for i in $(seq 1 $n); do eval "$2" 2>/dev/null && return 0; sleep 0.1; done
+  return 1
+}

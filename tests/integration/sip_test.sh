@@ -152,4 +152,32 @@ import json,sys
 print([u['endpoint']['port'] for u in json.load(sys.stdin).get('upstreams',[]) if u.get('state')=='UPSTREAM_STATE_DOWN'])")" "[5090]"
 sluicectl upstreams list
 
+echo "== DNS SRV upstreams: two targets from a DNS server, the first one silent"
+cp_stop
+# ip netns exec mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf
+mkdir -p "/etc/netns/$NS_RELAY"
+echo "nameserver 127.0.0.1" >"/etc/netns/$NS_RELAY/resolv.conf"
+in_relay python3 "$ROOT/tests/integration/dns_stub.py" --bind 127.0.0.1:53 --ttl 5 --seconds 60 \
+  --srv _sip._udp.pbx.lab=10:1:5090:pbx-a.lab --srv _sip._udp.pbx.lab=20:1:5060:pbx-b.lab \
+  --a pbx-a.lab=$PBX --a pbx-b.lab=$PBX >"$LAB_DIR/dns.log" 2>&1 &
+DNS=$!
+sleep 0.3
+LAB_UPSTREAMS='upstream_srv: "_sip._udp.pbx.lab"' lab_cp_conf "$LAB_DIR/srv.conf"
+cp_start "$LAB_DIR/srv.conf" || exit 1
+srv_targets() { sluicectl --json upstreams list | python3 -c "
+import json,sys
+print(' '.join('%s=%s:%s/%s' % (u['host'], u['endpoint']['address'], u['endpoint']['port'], u['priority'])
+               for u in json.load(sys.stdin).get('upstreams',[]) if u.get('source')=='srv'))"; }
+for _ in $(seq 1 30); do [ -n "$(srv_targets)" ] && break; sleep 0.1; done
+check "both SRV targets are upstreams, with their priorities" eq "$(srv_targets)" \
+  "pbx-a.lab=$PBX:5090/10 pbx-b.lab=$PBX:5060/20"
+pbx pbx8 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph8 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 106
+check "the call fails over from the silent SRV target to the next" both_ok ph8 pbx8
+check "one failover counted" eq "$(counter upstream_failovers)" 1
+check "the resolver re-reads the records at their TTL" wait_for 12 '[ "$(counter srv_lookups)" -ge 2 ]'
+sluicectl upstreams list
+kill $DNS 2>/dev/null
+
 sluicectl status | head -12

@@ -28,11 +28,6 @@ import json,sys
 d=json.load(sys.stdin)
 print(' '.join(sorted('%s:%s=%s' % (f['spec']['key']['localAddress'], f['spec']['key']['localPort'], f.get('generation','0')) for f in d.get('flows',[]))))"
 }
-wait_for() {  # wait_for SECONDS 'shell condition': until it holds
-  local n=$(($1 * 10)) i
-  for i in $(seq 1 $n); do eval "$2" 2>/dev/null && return 0; sleep 0.1; done
-  return 1
-}
 
 echo "== the control plane is killed mid-call"
 pbx pbx1 pbx_answer udp $PBX 5060 -

@@ -1,0 +1,105 @@
+#include "controlplane/net/srv.h"
+
+#include <arpa/inet.h>
+#include <arpa/nameser.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <resolv.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+
+namespace sluice::net {
+
+namespace {
+
+std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// One query; the parsed response in *msg (backed by *buf).
+bool query(res_state st, const std::string& name, int type, std::vector<unsigned char>* buf,
+           ns_msg* msg, std::string* err) {
+  buf->resize(8192);
+  int n = res_nquery(st, name.c_str(), ns_c_in, type, buf->data(), static_cast<int>(buf->size()));
+  if (n < 0) {
+    *err = name + ": " + (st->res_h_errno == HOST_NOT_FOUND ? "no such name" : hstrerror(st->res_h_errno));
+    return false;
+  }
+  if (ns_initparse(buf->data(), std::min<int>(n, static_cast<int>(buf->size())), msg) < 0) {
+    *err = name + ": malformed DNS response";
+    return false;
+  }
+  return true;
+}
+
+// The A records of a section: name -> (address, ttl).
+void a_records(ns_msg& msg, ns_sect sect, std::map<std::string, std::pair<uint32_t, uint32_t>>* out) {
+  for (int i = 0; i < ns_msg_count(msg, sect); ++i) {
+    ns_rr rr;
+    if (ns_parserr(&msg, sect, i, &rr) < 0) continue;
+    if (ns_rr_type(rr) != ns_t_a || ns_rr_rdlen(rr) != 4) continue;
+    uint32_t ip;
+    memcpy(&ip, ns_rr_rdata(rr), 4);
+    (*out)[lower(ns_rr_name(rr))] = {ntohl(ip), ns_rr_ttl(rr)};
+  }
+}
+
+}  // namespace
+
+bool resolve_srv(const std::string& name, std::vector<SrvTarget>* out, uint32_t* ttl,
+                 std::string* err) {
+  out->clear();
+  struct __res_state st;
+  memset(&st, 0, sizeof st);
+  if (res_ninit(&st) != 0) {
+    *err = "resolver initialisation failed";
+    return false;
+  }
+  std::vector<unsigned char> buf;
+  ns_msg msg;
+  bool ok = query(&st, name, ns_t_srv, &buf, &msg, err);
+  uint32_t min_ttl = UINT32_MAX;
+  if (ok) {
+    std::map<std::string, std::pair<uint32_t, uint32_t>> addrs;
+    a_records(msg, ns_s_ar, &addrs);
+    for (int i = 0; i < ns_msg_count(msg, ns_s_an); ++i) {
+      ns_rr rr;
+      if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_srv) continue;
+      if (ns_rr_rdlen(rr) < 7) continue;
+      const unsigned char* rd = ns_rr_rdata(rr);
+      SrvTarget t;
+      t.priority = ns_get16(rd);
+      t.weight = ns_get16(rd + 2);
+      t.port = ns_get16(rd + 4);
+      char target[NS_MAXDNAME];
+      if (dn_expand(ns_msg_base(msg), ns_msg_end(msg), rd + 6, target, sizeof target) < 0) continue;
+      t.target = lower(target);
+      if (t.target.empty() || t.target == ".") continue;  // "." : service not offered
+      min_ttl = std::min(min_ttl, ns_rr_ttl(rr));
+      auto a = addrs.find(t.target);
+      if (a == addrs.end()) {
+        std::vector<unsigned char> abuf;
+        ns_msg amsg;
+        std::string aerr;
+        if (query(&st, t.target, ns_t_a, &abuf, &amsg, &aerr)) a_records(amsg, ns_s_an, &addrs);
+        a = addrs.find(t.target);
+        if (a == addrs.end()) continue;
+      }
+      t.ip = a->second.first;
+      min_ttl = std::min(min_ttl, a->second.second);
+      out->push_back(t);
+    }
+    if (out->empty()) {
+      *err = name + ": no SRV target with an IPv4 address";
+      ok = false;
+    }
+  }
+  res_nclose(&st);
+  *ttl = min_ttl == UINT32_MAX ? 0 : min_ttl;
+  return ok;
+}
+
+}  // namespace sluice::net
