@@ -74,3 +74,20 @@ wait_for() {  # wait_for SECONDS 'shell condition': until it holds
   for i in $(seq 1 $n); do eval "$2" 2>/dev/null && return 0; sleep 0.1; done
   return 1
 }
+
+# The SIP tests' lab: both sluice processes, SIPp run in the phone and PBX
+# namespaces (phone/pbx NAME SCENARIO ...), both_ok A B when both ended well
+# (within SIPP_WAIT seconds). Skips the test when SIPp is missing.
+sip_lab_start() {
+  source "$ROOT/tests/sipp/sipp.sh"
+  command -v sipp >/dev/null || { echo "SKIP: sipp is missing"; trap - EXIT; lab_down; exit 77; }
+  lab_up || exit 1
+  lab_start || exit 1
+  cp_start || exit 1
+  SIPP_LOG_ROOT=$LAB_DIR/sipp
+  mkdir -p "$SIPP_LOG_ROOT"
+  lab_sipp_wrappers
+}
+phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
+pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
+both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" "${SIPP_WAIT:-30}" && sipp_ok "$SIPP_LOG_ROOT/$2" "${SIPP_WAIT:-30}"; }

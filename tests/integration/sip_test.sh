@@ -6,19 +6,8 @@
 # RTP through the dataplane, the operator API, and that hostile input from
 # one source does not stop calls from another.
 source "$(dirname "$0")/lib.sh"
-source "$ROOT/tests/sipp/sipp.sh"
-command -v sipp >/dev/null || { echo "SKIP: sipp is missing"; trap - EXIT; lab_down; exit 77; }
-
-lab_up || exit 1
-lab_start || exit 1
-cp_start || exit 1
-SIPP_LOG_ROOT=$LAB_DIR/sipp
-mkdir -p "$SIPP_LOG_ROOT"
-lab_sipp_wrappers
+sip_lab_start
 export SIPP_TIMEOUT=20
-phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
-pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
-both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" 30 && sipp_ok "$SIPP_LOG_ROOT/$2" 30; }
 
 echo "== REGISTER through the relay (UDP)"
 pbx reg pbx_registrar udp $PBX 5060 -

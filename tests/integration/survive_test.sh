@@ -9,19 +9,9 @@
 # - sluice-dataplane is stopped in the middle of a call and started again:
 #   the control plane pushes the call's flows again and RTP flows again.
 source "$(dirname "$0")/lib.sh"
-source "$ROOT/tests/sipp/sipp.sh"
-command -v sipp >/dev/null || { echo "SKIP: sipp is missing"; trap - EXIT; lab_down; exit 77; }
-
-lab_up || exit 1
-lab_start || exit 1
-cp_start || exit 1
-SIPP_LOG_ROOT=$LAB_DIR/sipp
-mkdir -p "$SIPP_LOG_ROOT"
-lab_sipp_wrappers
+sip_lab_start
 export SIPP_TIMEOUT=40
-phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
-pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
-both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" 45 && sipp_ok "$SIPP_LOG_ROOT/$2" 45; }
+SIPP_WAIT=45
 generations() {  # "key=generation ..." of every flow, sorted
   sluicectl --json flows list | python3 -c "
 import json,sys
@@ -29,18 +19,25 @@ d=json.load(sys.stdin)
 print(' '.join(sorted('%s:%s=%s' % (f['spec']['key']['localAddress'], f['spec']['key']['localPort'], f.get('generation','0')) for f in d.get('flows',[]))))"
 }
 
+long_call() {  # long_call N: phone phN calls PBX pbxN (14 s of RTP, then hold, resume, BYE)
+  pbx "pbx$1" pbx_answer udp $PBX 5060 -
+  sleep 0.5
+  phone "ph$1" phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s "20$1" -d 14000
+  wait_for 10 '[ "$(flows_count)" -ge 4 ]'
+  sleep 1
+  check "call $1 is up" eq "$(calls_count)" 1
+}
+kill_cp() {  # SIGKILL: no chance to clean up
+  kill -9 "$(cat "$LAB_DIR/controlplane.pid")"
+  rm -f "$LAB_DIR/controlplane.pid"
+}
+
 echo "== the control plane is killed mid-call"
-pbx pbx1 pbx_answer udp $PBX 5060 -
-sleep 0.5
-phone ph1 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 200 -d 14000
-wait_for 10 '[ "$(flows_count)" -ge 4 ]'
-sleep 1
-check "the call is up" eq "$(calls_count)" 1
+long_call 1
 nflows=$(flows_count)
 gens_before=$(generations)
 check "the journal is private to the control plane" eq "$(stat -c %a "$LAB_DIR/journal")" 600
-kill -9 "$(cat "$LAB_DIR/controlplane.pid")"
-rm -f "$LAB_DIR/controlplane.pid"
+kill_cp
 p1=$(flow_packets $RELAY_OUT)
 sleep 2
 p2=$(flow_packets $RELAY_OUT)
@@ -68,8 +65,7 @@ pbx reg pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
 sleep 0.5
 phone ph3 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
 wait_for 5 '[ "$(sluicectl --json registrations list | grep -c carol)" -ge 1 ]'
-kill -9 "$(cat "$LAB_DIR/controlplane.pid")"
-rm -f "$LAB_DIR/controlplane.pid"
+kill_cp
 cp_start || exit 1
 check "the binding is restored from the journal" eq "$(counter registrations_restored)" 1
 pbx pbx3 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
@@ -77,12 +73,7 @@ check "a call from the PBX reaches the phone over its restored NAT binding" both
 sipp_stop "$SIPP_LOG_ROOT/reg"
 
 echo "== the dataplane restarts mid-call"
-pbx pbx2 pbx_answer udp $PBX 5060 -
-sleep 0.5
-phone ph2 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 201 -d 14000
-wait_for 10 '[ "$(flows_count)" -ge 4 ]'
-sleep 1
-check "the second call is up" eq "$(calls_count)" 1
+long_call 2
 nflows=$(flows_count)
 pushed0=$(counter resync_calls_pushed)
 lab_stop

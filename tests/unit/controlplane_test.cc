@@ -203,7 +203,7 @@ TEST_CASE("journal: a torn or corrupt tail is cut at the last good record") {
     std::ofstream(file, std::ios::binary | std::ios::trunc) << bad;
   }
   SECTION("a length far beyond the file") {
-    std::ofstream(file, std::ios::binary | std::ios::app) << std::string("\xff\xff\xff\x7f0000", 8);
+    std::ofstream(file, std::ios::binary | std::ios::app) << std::string("\xff\xff\xff\x7f", 4) + "0000";
   }
   Journal j;
   auto got = replay(&j, d.path);
