@@ -1106,7 +1106,9 @@ void Gateway::arm_failover(Call& c) {
 // waiting and is dropped. False (nothing done) when the call is past the
 // point of no return or no upstream is left.
 bool Gateway::fail_over(Call& c, bool ended) {
-  if (!c.outbound || !c.inv_initial || c.state != CallState::kCalling || c.upstream < 0) return false;
+  if (!c.outbound || !c.inv_initial || c.state != CallState::kCalling || c.upstream < 0 ||
+      c.callee_invite.method.empty())
+    return false;
   int next = -1;
   Peer target = upstream_peer(&next, &c.tried);
   if (next < 0 || target.listener < 0) return false;
@@ -1160,6 +1162,8 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     timers_->cancel(c.failover_timer);
     c.failover_timer = 0;
   }
+  // An upstream that answered owns the call: no failover, no copy to keep.
+  if (!local && !c.callee_invite.method.empty()) c.callee_invite = Message{};
   if (resp.status == 100) return;
   if (c.inv_initial && c.outbound && local) {
     // Timeout or transport error (connection refused): the next upstream,
