@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <utility>
 
 #include "controlplane/net/srv.h"
 #include "controlplane/net/transport.h"
@@ -23,6 +24,17 @@ int64_t unix_ms() {
 std::string lower(std::string s) {
   for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return s;
+}
+
+// A body relayed as it is, with its Content-Type.
+void copy_body(const Message& from, Message* to) {
+  to->body = from.body;
+  if (const std::string* ct = from.get("Content-Type")) to->set("Content-Type", *ct);
+}
+
+void set_sdp(Message* m, std::string body) {
+  m->body = std::move(body);
+  m->set("Content-Type", "application/sdp");
 }
 
 bool has_sdp(const Message& m) {
@@ -1057,11 +1069,9 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
       end_call(id, "sdp-rejected", false, false);
       return;
     }
-    m.body = body;
-    m.set("Content-Type", "application/sdp");
+    set_sdp(&m, std::move(body));
   } else if (!req.body.empty()) {
-    m.body = req.body;
-    if (const std::string* ct = req.get("Content-Type")) m.set("Content-Type", *ct);
+    copy_body(req, &m);
   }
   uint32_t timeout = cfg_.timers().invite_timeout_s();
   c.invite_timer = timers_->after(int64_t{timeout} * 1000, [this, id] {
@@ -1213,15 +1223,13 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     int code = 488;
     bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
     if (rewrite_sdp(c, ts, offer, resp.body, &body, &code)) {
-      r.body = body;
-      r.set("Content-Type", "application/sdp");
+      set_sdp(&r, std::move(body));
     } else {
       ++counters_["bad_answers"];
     }
     if (!offer && (resp.status == 183 || ok2xx)) push_flows(c);
   } else if (!resp.body.empty()) {
-    r.body = resp.body;
-    if (const std::string* ct = resp.get("Content-Type")) r.set("Content-Type", *ct);
+    copy_body(resp, &r);
   }
   if (resp.status < 200) {
     if (!resp.to_tag.empty() && c.inv_initial) c.state = CallState::kEarly;
@@ -1286,8 +1294,7 @@ void Gateway::on_ack(const Message& ack, const Peer& from) {
     std::string body;
     int code = 488;
     if (rewrite_sdp(c, c.caller, false, ack.body, &body, &code)) {
-      m.body = body;
-      m.set("Content-Type", "application/sdp");
+      set_sdp(&m, std::move(body));
       push_flows(c);
       journal_call(c);
     }
@@ -1383,8 +1390,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
         reply(stx, req, code, "Not Acceptable Here", l.local_tag);
         return;
       }
-      m.body = body;
-      m.set("Content-Type", "application/sdp");
+      set_sdp(&m, std::move(body));
     }
     send_invite(c, ts, std::move(m), c.leg[static_cast<int>(ts)].peer);
     return;
@@ -1415,11 +1421,9 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
       reply(stx, req, code, "Not Acceptable Here", c.leg[static_cast<int>(fs)].local_tag);
       return;
     }
-    m.body = body;
-    m.set("Content-Type", "application/sdp");
+    set_sdp(&m, std::move(body));
   } else if (!req.body.empty()) {
-    m.body = req.body;
-    if (const std::string* ct = req.get("Content-Type")) m.set("Content-Type", *ct);
+    copy_body(req, &m);
   }
   uint64_t id = c.id;
   Message orig = req;
@@ -1442,8 +1446,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                   std::string body;
                   int code = 488;
                   if (rewrite_sdp(cc, ts, false, resp.body, &body, &code)) {
-                    r.body = body;
-                    r.set("Content-Type", "application/sdp");
+                    set_sdp(&r, std::move(body));
                     push_flows(cc);
                     journal_call(cc);
                     emit(12, id, "", "", cc.on_hold ? "hold" : "active");
@@ -1451,8 +1454,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                 } else if (update_offer && resp.status >= 300) {
                   cc.streams = saved;
                 } else if (!resp.body.empty()) {
-                  r.body = resp.body;
-                  if (const std::string* ct = resp.get("Content-Type")) r.set("Content-Type", *ct);
+                  copy_body(resp, &r);
                 }
                 if (resp.status >= 200 && resp.status < 300 && orig.method == "UPDATE")
                   arm_session_timer(cc);
