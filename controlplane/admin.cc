@@ -239,6 +239,7 @@ class AdminService final : public pb::Admin::Service {
       set_dur(unix_ms_now() - started_ms_, resp->mutable_uptime());
       resp->set_calls(gw_->calls().size());
       resp->set_registrations(gw_->bindings().size());
+      resp->set_subscriptions(gw_->subscriptions().size());
       uint64_t blocked = 0;
       for (const auto& [ip, b] : gw_->blocks()) blocked += b.blocked_until > gw_->now_ms();
       resp->set_blocked(blocked);

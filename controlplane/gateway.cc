@@ -1,4 +1,5 @@
 #include "controlplane/gateway.h"
+#include "controlplane/gateway_util.h"
 
 #include <algorithm>
 #include <chrono>
@@ -12,62 +13,8 @@ namespace sluice::cp {
 
 using sip::Message;
 using sip::Peer;
+using namespace util;  // NOLINT: this file's own helpers
 
-namespace {
-
-int64_t unix_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
-
-std::string lower(std::string s) {
-  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
-// A body relayed as it is, with its Content-Type.
-void copy_body(const Message& from, Message* to) {
-  to->body = from.body;
-  if (const std::string* ct = from.get("Content-Type")) to->set("Content-Type", *ct);
-}
-
-void set_sdp(Message* m, std::string body) {
-  m->body = std::move(body);
-  m->set("Content-Type", "application/sdp");
-}
-
-bool has_sdp(const Message& m) {
-  if (m.body.empty()) return false;
-  const std::string* ct = m.get("Content-Type");
-  return ct && lower(*ct).find("application/sdp") != std::string::npos;
-}
-
-// Header parameters after a Contact's URI ("<sip:a@b>;expires=60" ->
-// ";expires=60").
-
-std::string user_of(const std::string& header_value) {
-  sip::Uri u;
-  return sip::parse_uri(sip::uri_of(header_value), &u) ? u.user : std::string();
-}
-
-uint32_t parse_u32(const std::string& s, uint32_t dflt) {
-  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
-    return dflt;
-  return static_cast<uint32_t>(std::stoul(s));
-}
-
-// Headers a B2BUA writes itself on each leg; everything else passes through.
-bool own_header(const std::string& n) {
-  static const char* kOwn[] = {"Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq",
-                               "From", "To", "Max-Forwards", "Content-Length", "Content-Type",
-                               "RAck", "Replaces"};
-  for (const char* o : kOwn)
-    if (n == o) return true;
-  return false;
-}
-
-}  // namespace
 
 const char* side_name(Side s) { return s == Side::kOutside ? "outside" : "inside"; }
 
@@ -105,6 +52,7 @@ Gateway::~Gateway() {
     timers_->cancel(c.failover_timer);
     timers_->cancel(c.session_timer);
   }
+  for (auto& [id, sub] : subs_) timers_->cancel(sub.timer);
 }
 
 void Gateway::emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
@@ -152,7 +100,7 @@ void Gateway::reply(uint64_t stx, const Message& req, int code, const char* reas
                     const std::string& to_tag) {
   Message r = sip::make_response(req, code, reason,
                                  to_tag.empty() && code > 100 ? sip::random_token(10) : to_tag);
-  if (code == 405 || code == 200) r.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, REGISTER");
+  if (code == 405 || code == 200) r.add("Allow", kAllow);
   tx_.respond(stx, r);
 }
 
@@ -271,9 +219,16 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
     return;
   }
   if (!req.to_tag.empty()) {
-    auto it = dialogs_.find(req.call_id + "|" + req.to_tag);
+    std::string key = req.call_id + "|" + req.to_tag;
+    auto it = dialogs_.find(key);
     if (it == dialogs_.end()) {
-      reply(stx, req, 481, "Call/Transaction Does Not Exist");
+      auto si = sub_dialogs_.find(key);
+      auto s = si == sub_dialogs_.end() ? subs_.end() : subs_.find(si->second.first);
+      if (s == subs_.end()) {
+        reply(stx, req, 481, "Call/Transaction Does Not Exist");
+        return;
+      }
+      handle_sub_in_dialog(stx, req, from, s->second, si->second.second);
       return;
     }
     auto c = calls_.find(it->second.first);
@@ -290,9 +245,19 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
     handle_register(stx, req, from);
   } else if (req.method == "INVITE") {
     handle_invite(stx, req, from);
+  } else if (req.method == "SUBSCRIBE") {
+    handle_subscribe(stx, req, from);
+  } else if (req.method == "MESSAGE" || req.method == "PUBLISH" ||
+             (side_of(from) == Side::kInside &&
+              (req.method == "NOTIFY" ||
+               (req.method == "OPTIONS" && !sip::param(req.uri, "sltk").empty())))) {
+    // Pager messages and presence both ways; from the PBX also unsolicited
+    // NOTIFY (message waiting without a subscription) and OPTIONS aimed at a
+    // registered phone's Contact (a PBX checking that the phone is there).
+    relay_out_of_dialog(stx, req, from);
   } else if (req.method == "OPTIONS") {
     Message r = sip::make_response(req, 200, "OK", sip::random_token(10));
-    r.add("Allow", "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, REGISTER");
+    r.add("Allow", kAllow);
     r.add("Accept", "application/sdp");
     r.add("Supported", "replaces, timer, 100rel");
     tx_.respond(stx, r);
@@ -507,12 +472,11 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
                           sip::params_of(c));
     pending->push_back({token, uri});
   }
-  bool had_credentials = req.get("Authorization") || req.get("Proxy-Authorization");
   const std::string* ua = req.get("User-Agent");
   std::string user_agent = ua ? *ua : std::string();
   Message orig = req;
   int64_t sent = now_ms();
-  tx_.request(up, to, [this, stx, orig, from, aor, pending, had_credentials, user_agent, ui,
+  tx_.request(up, to, [this, stx, orig, from, aor, pending, user_agent, ui,
                        sent](const Message& r, bool local) {
     if (r.status < 200) return;
     upstream_result(ui, !local, now_ms() - sent);
@@ -520,8 +484,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
     out.set("To", r.get("To") ? *r.get("To") : (orig.get("To") ? *orig.get("To") : ""));
     for (const sip::Header& h : r.headers)
       if (!own_header(h.name)) out.headers.push_back(h);
-    if ((r.status == 401 || r.status == 407) && had_credentials) count_auth_failure(from.ip);
-    if (r.status == 403) count_auth_failure(from.ip);
+    auth_result(orig, r.status, from);
     if (r.status >= 200 && r.status < 300) {
       ++counters_["registrations_ok"];
       uint32_t dflt = parse_u32(r.get("Expires") ? *r.get("Expires") : "", 3600);
@@ -663,8 +626,7 @@ const Binding* Gateway::find_binding(const Message& req) const {
 // ---------------------------------------------------------------------------
 // Calls: building requests on a leg
 
-Message Gateway::new_request(Call& call, Side side, const std::string& method) {
-  Leg& l = call.leg[static_cast<int>(side)];
+Message Gateway::new_request(Leg& l, const std::string& method) {
   Message m;
   m.request = true;
   m.method = method;
@@ -986,27 +948,89 @@ std::vector<FlowKey> Gateway::owned_flows() const {
 // ---------------------------------------------------------------------------
 // Calls: the dialog-creating INVITE
 
+// A new dialog-creating request from side `fs`: to an upstream PBX from the
+// outside (*ui its index), to a registered phone's binding from the inside.
+// Answers 503/404 itself and returns false when there is nowhere to go.
+bool Gateway::route_new(uint64_t stx, const Message& req, Side fs, Peer* target, std::string* ruri,
+                        int* ui) {
+  *ruri = req.uri;
+  *ui = -1;
+  if (fs == Side::kOutside) {
+    *target = upstream_peer(ui);
+    if (*ui < 0 || target->listener < 0) {
+      reply(stx, req, 503, "Service Unavailable");
+      return false;
+    }
+    return true;
+  }
+  const Binding* b = find_binding(req);
+  if (!b) {
+    reply(stx, req, 404, "Not Found");
+    return false;
+  }
+  *target = b->peer;
+  *ruri = b->contact;
+  return true;
+}
+
+// The two dialogs of a B2BUA pair: `a` toward the sender of `req` (we are
+// its UAS), `b` toward `target` (we are its UAC, with our own Call-ID and tag).
+void Gateway::init_legs(const Message& req, const Peer& from, const Peer& target,
+                        const std::string& ruri, Leg* a, Leg* b) const {
+  a->call_id = req.call_id;
+  a->remote_tag = req.from_tag;
+  a->local_tag = sip::random_token(10);
+  a->remote_hdr = req.get("From") ? *req.get("From") : "";
+  a->local_hdr = sip::set_param(req.get("To") ? *req.get("To") : "", "tag", a->local_tag);
+  a->remote_cseq = req.cseq;
+  a->remote_target = req.get("Contact") ? sip::uri_of(*req.get("Contact")) : "";
+  a->route_set = req.all("Record-Route");
+  a->peer = from;
+  a->listener = from.listener;
+  a->contact = "<" + our_uri(user_of(a->local_hdr), from.listener) + ">";
+  a->user_agent = req.get("User-Agent") ? *req.get("User-Agent") : "";
+  b->uac = true;
+  b->call_id = sip::random_token(16) + "@sluice";
+  b->local_tag = sip::random_token(10);
+  b->local_hdr = sip::set_param(a->remote_hdr, "tag", b->local_tag);
+  b->remote_hdr = req.get("To") ? *req.get("To") : "";
+  b->local_cseq = 0;
+  b->remote_target = ruri;
+  b->peer = target;
+  b->listener = target.listener;
+  b->contact = "<" + our_uri(user_of(a->remote_hdr), target.listener) + ">";
+}
+
+// RFC 3261 12.2.2: an in-dialog request must carry a CSeq above the last one;
+// answers 500 itself when it does not.
+bool Gateway::accept_cseq(uint64_t stx, const Message& req, Leg& l) {
+  if (req.method != "ACK" && req.method != "CANCEL" && l.remote_cseq != 0 &&
+      req.cseq <= l.remote_cseq) {
+    reply(stx, req, 500, "Server Internal Error", l.local_tag);
+    return false;
+  }
+  l.remote_cseq = req.cseq;
+  return true;
+}
+
+// 401/407/403 from upstream to a teleworker's request: a failed
+// authentication when the request carried credentials (or was refused
+// outright), counted against its source address.
+void Gateway::auth_result(const Message& req, int status, const Peer& from) {
+  if (side_of(from) != Side::kOutside) return;
+  if (status == 403 ||
+      ((status == 401 || status == 407) &&
+       (req.get("Authorization") || req.get("Proxy-Authorization"))))
+    count_auth_failure(from.ip);
+}
+
 void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) {
   Side fs = side_of(from);
   Side ts = other(fs);
   Peer target;
-  std::string ruri = req.uri;
+  std::string ruri;
   int ui = -1;
-  if (fs == Side::kOutside) {
-    target = upstream_peer(&ui);
-    if (ui < 0 || target.listener < 0) {
-      reply(stx, req, 503, "Service Unavailable");
-      return;
-    }
-  } else {
-    const Binding* b = find_binding(req);
-    if (!b) {
-      reply(stx, req, 404, "Not Found");
-      return;
-    }
-    target = b->peer;
-    ruri = b->contact;
-  }
+  if (!route_new(stx, req, fs, &target, &ruri, &ui)) return;
   if (calls_.size() >= 100000) {
     reply(stx, req, 503, "Service Unavailable");
     return;
@@ -1017,29 +1041,8 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   c.outbound = fs == Side::kOutside;
   c.created_unix_ms = unix_ms();
   Leg& a = c.leg[static_cast<int>(fs)];
-  a.call_id = req.call_id;
-  a.remote_tag = req.from_tag;
-  a.local_tag = sip::random_token(10);
-  a.remote_hdr = req.get("From") ? *req.get("From") : "";
-  a.local_hdr = sip::set_param(req.get("To") ? *req.get("To") : "", "tag", a.local_tag);
-  a.remote_cseq = req.cseq;
-  a.remote_target = req.get("Contact") ? sip::uri_of(*req.get("Contact")) : "";
-  a.route_set = req.all("Record-Route");
-  a.peer = from;
-  a.listener = from.listener;
-  a.contact = "<" + our_uri(user_of(a.local_hdr), from.listener) + ">";
-  a.user_agent = req.get("User-Agent") ? *req.get("User-Agent") : "";
   Leg& b = c.leg[static_cast<int>(ts)];
-  b.uac = true;
-  b.call_id = sip::random_token(16) + "@sluice";
-  b.local_tag = sip::random_token(10);
-  b.local_hdr = sip::set_param(a.remote_hdr, "tag", b.local_tag);
-  b.remote_hdr = req.get("To") ? *req.get("To") : "";
-  b.local_cseq = 0;
-  b.remote_target = ruri;
-  b.peer = target;
-  b.listener = target.listener;
-  b.contact = "<" + our_uri(user_of(a.remote_hdr), target.listener) + ">";
+  init_legs(req, from, target, ruri, &a, &b);
   dialogs_[a.call_id + "|" + a.local_tag] = {id, fs};
   dialogs_[b.call_id + "|" + b.local_tag] = {id, ts};
   ++counters_["calls_started"];
@@ -1262,11 +1265,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
   }
   // A failure.
   if (c.inv_initial) {
-    if (resp.status == 401 || resp.status == 407 || resp.status == 403) {
-      if (c.outbound && (resp.status == 403 || c.caller_invite.get("Authorization") ||
-                         c.caller_invite.get("Proxy-Authorization")))
-        count_auth_failure(a.peer.ip);
-    }
+    if (c.outbound) auth_result(c.caller_invite, resp.status, a.peer);
     tx_.respond(c.caller_stx, r);
     ++counters_["calls_failed"];
     end_call(id, "rejected-" + std::to_string(resp.status), false, false);
@@ -1353,12 +1352,7 @@ void Gateway::arm_session_timer(Call& c) {
 void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& from, Call& c,
                                Side fs) {
   Leg& l = c.leg[static_cast<int>(fs)];
-  if (req.cseq <= l.remote_cseq && req.method != "ACK" && l.remote_cseq != 0 &&
-      !(req.method == "CANCEL")) {
-    reply(stx, req, 500, "Server Internal Error", l.local_tag);  // RFC 3261 12.2.2
-    return;
-  }
-  l.remote_cseq = req.cseq;
+  if (!accept_cseq(stx, req, l)) return;
   // The phone may have moved (NAT rebinding, a new TCP connection).
   if (fs == Side::kOutside) l.peer = from;
   if (const std::string* ct = req.get("Contact"))
@@ -1542,6 +1536,7 @@ size_t Gateway::state_bytes() const {
   for (const auto& [t, b] : bindings_)
     n += sizeof(Binding) + 64 + b.aor.capacity() + b.user.capacity() + b.contact.capacity() +
          b.token.capacity() + b.user_agent.capacity() + b.listener.capacity();
+  for (const auto& [id, s] : subs_) n += sizeof(Subscription) + 64 + s.event.capacity();
   for (const auto& [id, c] : calls_) {
     n += sizeof(Call) + 64 + c.caller_invite.body.size() + c.streams.size() * sizeof(Stream);
     for (const sip::Header& h : c.caller_invite.headers) n += h.name.capacity() + h.value.capacity() + 32;

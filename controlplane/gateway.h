@@ -175,6 +175,22 @@ struct Call {
   std::string end_reason;
 };
 
+// An event subscription (RFC 6665 SUBSCRIBE/NOTIFY: message-summary for
+// message waiting, dialog for busy lamps, presence) relayed as two dialogs
+// without media. Not journalled: after a control-plane restart a refresh
+// gets 481 and the subscriber subscribes again (RFC 6665 4.1.2.2).
+struct Subscription {
+  uint64_t id = 0;
+  std::string event;
+  Side subscriber = Side::kOutside;
+  Leg leg[2];
+  bool established = false;  // a 2xx to the SUBSCRIBE or a NOTIFY came back
+  int64_t created_unix_ms = 0;
+  int64_t expires_at = 0;    // loop clock: the last 2xx's Expires (+ grace)
+  sip::Timers::Id timer = 0;
+  uint64_t notifies = 0;
+};
+
 struct Block {
   std::vector<int64_t> failures;  // loop-clock ms, within the window
   int64_t blocked_until = 0;
@@ -229,6 +245,7 @@ class Gateway : public sip::Transactions::Handler {
   const std::map<uint64_t, Call>& calls() const { return calls_; }
   const std::unordered_map<std::string, Binding>& bindings() const { return bindings_; }
   const std::map<uint32_t, Block>& blocks() const { return blocks_; }
+  const std::map<uint64_t, Subscription>& subscriptions() const { return subs_; }
   const std::vector<UpstreamState>& upstreams() const { return upstreams_; }
   bool unblock(uint32_t ip);
   // DNS SRV upstreams (upstream_srv): the latest answer, or a failed lookup
@@ -266,6 +283,23 @@ class Gateway : public sip::Transactions::Handler {
   void erase_binding(std::unordered_map<std::string, Binding>::iterator it);
   const Binding* find_binding(const sip::Message& req) const;
 
+  // Shared by calls and subscriptions
+  bool route_new(uint64_t stx, const sip::Message& req, Side fs, sip::Peer* target,
+                 std::string* ruri, int* ui);
+  void init_legs(const sip::Message& req, const sip::Peer& from, const sip::Peer& target,
+                 const std::string& ruri, Leg* a, Leg* b) const;
+  bool accept_cseq(uint64_t stx, const sip::Message& req, Leg& l);
+  void auth_result(const sip::Message& req, int status, const sip::Peer& from);
+  sip::Message new_request(Leg& l, const std::string& method);
+
+  // Subscriptions and out-of-dialog requests (gateway_relay.cc)
+  void handle_subscribe(uint64_t stx, const sip::Message& req, const sip::Peer& from);
+  void handle_sub_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from,
+                            Subscription& s, Side fs);
+  void arm_sub_timer(Subscription& s, uint32_t seconds);
+  void end_subscription(uint64_t id, const char* reason);
+  void relay_out_of_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from);
+
   // Calls
   void handle_invite(uint64_t stx, const sip::Message& req, const sip::Peer& from);
   void handle_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from, Call& call,
@@ -273,7 +307,9 @@ class Gateway : public sip::Transactions::Handler {
   void send_invite(Call& call, Side to, sip::Message m, const sip::Peer& target);
   void invite_response(uint64_t call_id, const sip::Message& resp, bool local);
   void relay_request(Call& call, uint64_t stx, const sip::Message& req, Side from);
-  sip::Message new_request(Call& call, Side side, const std::string& method);
+  sip::Message new_request(Call& call, Side side, const std::string& method) {
+    return new_request(call.leg[static_cast<int>(side)], method);
+  }
   void copy_headers(const sip::Message& from, sip::Message* to, bool request);
   // SDP: rewrites `body` coming from `from` for the other side. Returns
   // false (with *code) when the offer cannot be served (488).
@@ -327,6 +363,9 @@ class Gateway : public sip::Transactions::Handler {
   // that is skipped when it comes up (its expires_at no longer matches).
   using Expiry = std::pair<int64_t, std::string>;
   std::priority_queue<Expiry, std::vector<Expiry>, std::greater<Expiry>> expiries_;
+  std::map<uint64_t, Subscription> subs_;
+  std::unordered_map<std::string, std::pair<uint64_t, Side>> sub_dialogs_;  // call-id|local tag
+  uint64_t next_sub_ = 1;
   std::map<uint32_t, Block> blocks_;
   std::map<uint32_t, std::pair<int64_t, uint32_t>> rate_;  // ip -> (second, count)
   std::vector<UpstreamState> upstreams_;

@@ -5,18 +5,13 @@
 #include <set>
 
 #include "controlplane/gateway.h"
+#include "controlplane/gateway_util.h"
 #include "controlplane/journal.h"
 #include "sluice/controlplane/v1/journal.pb.h"
 
 namespace sluice::cp {
 
 namespace {
-
-int64_t wall_ms() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(
-             std::chrono::system_clock::now().time_since_epoch())
-      .count();
-}
 
 // In-dialog requests we sent after the last journal write (INFO, OPTIONS,
 // relayed NOTIFYs) are not journalled; a restored leg's CSeq jumps by this
@@ -116,7 +111,7 @@ cfg::JournalRecord Gateway::call_record(const Call& c) const {
   j->set_id(c.id);
   j->set_outbound(c.outbound);
   j->set_created_unix_ms(c.created_unix_ms);
-  j->set_answered_unix_ms(wall_ms() - (now_ms() - c.answered_ms));
+  j->set_answered_unix_ms(util::unix_ms() - (now_ms() - c.answered_ms));
   save(c.leg[0], j->mutable_outside());
   save(c.leg[1], j->mutable_inside());
   for (const Stream& st : c.streams) {
@@ -146,7 +141,7 @@ cfg::JournalRecord Gateway::binding_record(const Binding& b) const {
   j->set_user_agent(b.user_agent);
   j->set_listener(b.listener);
   save(b.peer, j->mutable_peer());
-  j->set_expires_unix_ms(wall_ms() + (b.expires_at - now_ms()));
+  j->set_expires_unix_ms(util::unix_ms() + (b.expires_at - now_ms()));
   j->set_registered_unix_ms(b.registered_at);
   return r;
 }
@@ -210,7 +205,7 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
   c.outbound = j.outbound();
   c.caller = c.outbound ? Side::kOutside : Side::kInside;
   c.created_unix_ms = j.created_unix_ms();
-  c.answered_ms = now_ms() - (wall_ms() - j.answered_unix_ms());
+  c.answered_ms = now_ms() - (util::unix_ms() - j.answered_unix_ms());
   c.leg[0] = load(j.outside());
   c.leg[1] = load(j.inside());
   for (const cfg::JournalStream& js : j.streams()) {
@@ -252,7 +247,7 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
 }
 
 void Gateway::restore_binding(const cfg::JournalBinding& j) {
-  int64_t left = j.expires_unix_ms() - wall_ms();
+  int64_t left = j.expires_unix_ms() - util::unix_ms();
   if (left <= 0 || bindings_.size() >= cfg_.registrations().max_bindings()) return;
   Binding b;
   b.token = j.token();

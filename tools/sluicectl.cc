@@ -1698,6 +1698,7 @@ int cp_status(const Options& o, const Args& a) {
   kv("uptime", format_uptime(s.uptime().seconds()));
   kv("calls", absl::StrCat(s.calls()));
   kv("registrations", absl::StrCat(s.registrations()));
+  kv("subscriptions", absl::StrCat(s.subscriptions()));
   kv("blocked sources", absl::StrCat(s.blocked()));
   kv("transactions", absl::StrCat(s.transactions()));
   kv("connections", absl::StrCat(s.connections()));

@@ -53,6 +53,34 @@ pbx pbx4 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
 check "inbound call reached the phone over its NAT binding" both_ok pbx4 ph4
 sipp_stop "$SIPP_LOG_ROOT/reg2"
 
+echo "== message waiting: the phone subscribes at the PBX (RFC 6665 SUBSCRIBE/NOTIFY through the B2BUA)"
+pbx vm1 pbx_notifier udp $PBX 5060 -
+sleep 0.5
+phone sub1 phone_subscribe udp $PHONE 5070 $RELAY_OUT:5060 -s 200
+check "subscribe, NOTIFY, unsubscribe, final NOTIFY at both ends" both_ok sub1 vm1
+check "the mailbox summary reached the phone" grep -q "Voice-Message: 2/8" "$SIPP_LOG_ROOT/sub1/messages.log"
+check "the PBX saw the relay's dialog, not the phone's" eq "$(grep -c -E "tag=sub[0-9]+x" "$SIPP_LOG_ROOT/vm1/messages.log")" 0
+check "two NOTIFYs relayed" eq "$(counter notifies_relayed)" 2
+check "the subscription is gone after the terminating NOTIFY" eq "$(counter subscriptions_terminated)" 1
+check "no subscription left" eq "$(sluicectl --json status | python3 -c "import json,sys; print(json.load(sys.stdin).get('subscriptions','0'))")" 0
+
+echo "== pager MESSAGE from the phone; unsolicited NOTIFY, MESSAGE and OPTIONS from the PBX to a registered phone"
+pbx msg1 uas_ok udp $PBX 5060 -
+sleep 0.5
+phone msgph phone_message udp $PHONE 5070 $RELAY_OUT:5060 -s 300
+check "the phone's MESSAGE was answered by the PBX" both_ok msgph msg1
+check "its text reached the PBX" grep -q "hello from the teleworker" "$SIPP_LOG_ROOT/msg1/messages.log"
+pbx mwireg pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
+sleep 0.5
+phone mwiph phone_uas udp $PHONE 5076 $RELAY_OUT:5060 -s dave -oocsf "$SIPP_DIR/uas_ok.xml"
+wait_for 10 "grep -q sltk= $SIPP_LOG_ROOT/mwireg/messages.log"
+token=$(grep -o "sltk=[A-Za-z0-9]*" "$SIPP_LOG_ROOT/mwireg/messages.log" | head -1 | cut -d= -f2)
+pbx ood1 pbx_ood udp $PBX 5062 $RELAY_IN:5060 -s dave -key sltk "$token"
+check "NOTIFY, MESSAGE and OPTIONS reached the phone over its binding" both_ok ood1 mwiph
+check "the phone got the message-waiting summary" grep -q "Voice-Message: 3/3" "$SIPP_LOG_ROOT/mwiph/messages.log"
+check "the phone got the PBX's text" grep -q "hello from the PBX" "$SIPP_LOG_ROOT/mwiph/messages.log"
+sipp_stop "$SIPP_LOG_ROOT/mwireg"
+
 echo "== TCP from the phone (the PBX stays on UDP)"
 pbx pbx5 pbx_answer udp $PBX 5060 -
 sleep 0.5

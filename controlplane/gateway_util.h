@@ -1,0 +1,70 @@
+// Small helpers shared by the gateway's source files (gateway.cc,
+// gateway_state.cc, gateway_relay.cc). Internal: not part of the gateway's
+// interface.
+#pragma once
+
+#include <cctype>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "controlplane/sip/message.h"
+
+namespace sluice::cp::util {
+
+inline int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+inline std::string lower(std::string s) {
+  for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// A body relayed as it is, with its Content-Type.
+inline void copy_body(const sip::Message& from, sip::Message* to) {
+  to->body = from.body;
+  if (const std::string* ct = from.get("Content-Type")) to->set("Content-Type", *ct);
+}
+
+inline void set_sdp(sip::Message* m, std::string body) {
+  m->body = std::move(body);
+  m->set("Content-Type", "application/sdp");
+}
+
+inline bool has_sdp(const sip::Message& m) {
+  if (m.body.empty()) return false;
+  const std::string* ct = m.get("Content-Type");
+  return ct && lower(*ct).find("application/sdp") != std::string::npos;
+}
+
+// The user part of a From/To/Contact value's URI.
+inline std::string user_of(const std::string& header_value) {
+  sip::Uri u;
+  return sip::parse_uri(sip::uri_of(header_value), &u) ? u.user : std::string();
+}
+
+inline uint32_t parse_u32(const std::string& s, uint32_t dflt) {
+  if (s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos)
+    return dflt;
+  return static_cast<uint32_t>(std::stoul(s));
+}
+
+// Headers a B2BUA writes itself on each leg; everything else passes through.
+inline bool own_header(const std::string& n) {
+  static const char* kOwn[] = {"Via", "Route", "Record-Route", "Contact", "Call-ID", "CSeq",
+                               "From", "To", "Max-Forwards", "Content-Length", "Content-Type",
+                               "RAck", "Replaces"};
+  for (const char* o : kOwn)
+    if (n == o) return true;
+  return false;
+}
+
+// What the gateway relays or answers, for Allow headers.
+inline constexpr const char* kAllow =
+    "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE, "
+    "PUBLISH, REGISTER";
+
+}  // namespace sluice::cp::util
