@@ -1524,6 +1524,11 @@ std::map<std::string, uint64_t> Gateway::counters() const {
   out["transport_tls_handshake_failures"] = n.tls_handshake_failures;
   out["transport_idle_closed"] = n.idle_closed;
   out["transport_send_failures"] = n.send_failures;
+  out["tls_expiry_warnings"] = n.tls_expiry_warnings;
+  std::string name;
+  int64_t left = 0;
+  if (transport_->tls_expiry(&name, &left))
+    out["tls_certificate_days_left"] = left > 0 ? static_cast<uint64_t>(left / 86400) : 0;
   return out;
 }
 

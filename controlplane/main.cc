@@ -117,6 +117,7 @@ int main(int argc, char** argv) {
       return 1;
     }
   }
+  transport.check_tls_expiry();
   cp::DataplaneLink link(cfg->dataplane(), &loop);
   cp::Gateway gateway(*cfg, &loop.timers(), &transport, &link);
   bridge.gw = &gateway;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
+#include <openssl/x509.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -76,6 +77,7 @@ SipTransport::SipTransport(Loop* loop, Handler* handler) : loop_(loop), handler_
 
 SipTransport::~SipTransport() {
   loop_->timers().cancel(sweep_timer_);
+  loop_->timers().cancel(expiry_timer_);
   std::vector<uint64_t> ids;
   for (auto& [id, c] : conns_) ids.push_back(id);
   for (uint64_t id : ids) close_conn(id);
@@ -567,7 +569,42 @@ bool SipTransport::reload_tls(std::string* error) {
     SSL_CTX_free(client_ctx_[f.first]);
     client_ctx_[f.first] = f.second.second;
   }
+  if (expiry_timer_) check_tls_expiry();
   return true;
+}
+
+bool SipTransport::tls_expiry(std::string* listener, int64_t* seconds_left) const {
+  bool any = false;
+  for (const Listener& l : listeners_) {
+    X509* cert = l.ctx ? SSL_CTX_get0_certificate(l.ctx) : nullptr;
+    if (!cert) continue;
+    int days = 0, secs = 0;
+    if (!ASN1_TIME_diff(&days, &secs, nullptr, X509_get0_notAfter(cert))) continue;
+    int64_t left = int64_t{days} * 86400 + secs;
+    if (!any || left < *seconds_left) {
+      *seconds_left = left;
+      *listener = l.spec.name;
+    }
+    any = true;
+  }
+  return any;
+}
+
+void SipTransport::check_tls_expiry() {
+  loop_->timers().cancel(expiry_timer_);
+  expiry_timer_ = loop_->timers().after(86400 * 1000, [this] { check_tls_expiry(); });
+  std::string name;
+  int64_t left = 0;
+  if (!tls_expiry(&name, &left) || left > int64_t{kTlsWarnDays} * 86400) return;
+  ++counters_.tls_expiry_warnings;
+  if (left <= 0)
+    fprintf(stderr, "sluice-controlplane: WARNING: the TLS certificate of listener %s has expired\n",
+            name.c_str());
+  else
+    fprintf(stderr,
+            "sluice-controlplane: WARNING: the TLS certificate of listener %s expires in %lld h "
+            "(renew it and send SIGHUP)\n",
+            name.c_str(), static_cast<long long>(left / 3600));
 }
 
 }  // namespace sluice::net

@@ -79,6 +79,15 @@ class SipTransport : public sip::Sender {
   // Re-reads certificates and CA bundles; false with *error when a file is
   // bad (the old context stays in use).
   bool reload_tls(std::string* error);
+  // Certificate expiry (operators expect an alarm two weeks ahead, then
+  // daily): the TLS listener whose certificate expires first and the seconds
+  // left (negative once expired); false when no listener has TLS.
+  bool tls_expiry(std::string* listener, int64_t* seconds_left) const;
+  // Warns on stderr and counts (tls_expiry_warnings) when that certificate
+  // expires within kTlsWarnDays; runs once a day from its first call, and
+  // again after each reload.
+  void check_tls_expiry();
+  static constexpr int kTlsWarnDays = 14;
   void set_idle_timeout(uint64_t conn, int seconds);
   // Prints every message in and out to stderr (operator debugging; SDES
   // keys in SDP are masked).
@@ -97,6 +106,7 @@ class SipTransport : public sip::Sender {
     uint64_t idle_closed = 0;
     uint64_t send_failures = 0;
     uint64_t accepted = 0, connected = 0;
+    uint64_t tls_expiry_warnings = 0;
   };
   const Counters& counters() const { return counters_; }
 
@@ -140,7 +150,7 @@ class SipTransport : public sip::Sender {
   std::map<int, SSL_CTX*> client_ctx_;  // per listener, for outgoing TLS
   uint64_t next_conn_ = 1;
   Counters counters_;
-  sip::Timers::Id sweep_timer_ = 0;
+  sip::Timers::Id sweep_timer_ = 0, expiry_timer_ = 0;
   bool trace_ = false;
   void trace(const char* dir, const sip::Peer& p, std::string_view bytes) const;
 };

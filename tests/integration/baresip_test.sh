@@ -9,6 +9,12 @@
 #      dataplane re-keys; four different SDES keys are seen on the wire.
 #   3. The phone registers through sluice (SIPp registrar as the PBX's
 #      registrar) and the PBX endpoint calls it over its NAT binding.
+#   4. The same over mutual TLS (the phone's client certificate from the
+#      lab CA): the PBX's call reaches the phone over the phone's own TLS
+#      connection; then the relay's certificate is renewed and put in
+#      service with SIGHUP (a bad one is refused, the good one kept), the
+#      expiry alarm follows it, and the phone's connection carries a second
+#      call.
 # Each time the media must arrive and decode at both ends: every phone sends
 # its own tone, and each end's decoded audio must be the other's tone.
 source "$(dirname "$0")/lib.sh"
@@ -160,4 +166,74 @@ media_checks reg "$pbx" "$ph"
 baresip_stop "$ph"
 check "reg: quitting unregisters through sluice" sipp_ok "$SIPP_LOG_ROOT/reg" 10
 check "reg: no binding left" eq "$(sluicectl --json registrations list | grep -c alice)" 0
+baresip_stop "$pbx"
+
+echo "== 4: the phone over mutual TLS; the PBX calls it over its connection; certificate renewal"
+ph=$LAB_DIR/tls-phone pbx=$LAB_DIR/tls-pbx tls=$LAB_DIR/tls
+cat "$tls/phone.crt" "$tls/phone.key" >"$tls/phone.pem"
+SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run tlsreg pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
+sleep 0.5
+BARESIP_TLS_CERT=$tls/phone.pem BARESIP_TLS_CA=$tls/ca.crt \
+  new_phone "$ph" alice $PHONE:5086 srtp-mand $TONE_PHONE "$RELAY_OUT:5061;transport=tls" || exit 1
+new_phone "$pbx" pbx $PBX:5064 none $TONE_PBX || exit 1
+check "tls: phone starts" baresip_start "$NS_PHONE" "$ph" 60 || exit 1
+tls_registered() {
+  sluicectl --json registrations list | python3 -c "
+import json,sys
+r=[x for x in json.load(sys.stdin).get('registrations',[]) if 'alice' in x['aor']]
+sys.exit(0 if r and r[0].get('transport','')=='TRANSPORT_TLS' else 1)"
+}
+for _ in $(seq 1 50); do tls_registered && break; sleep 0.1; done
+check "tls: the phone registered over TLS with its client certificate" tls_registered
+sluicectl registrations list
+check "tls: PBX endpoint starts" baresip_start "$NS_PBX" "$pbx" 60 || exit 1
+check "tls: the PBX dials the teleworker" baresip_dial "$pbx" "sip:alice@$RELAY_IN"
+check "tls: established at the PBX" quiet baresip_wait_event "$pbx" CALL_ESTABLISHED 8
+check "tls: established at the phone (the INVITE came down its TLS connection)" \
+  quiet baresip_wait_event "$ph" CALL_ESTABLISHED 8
+check "tls: the phone runs SRTP" has "$ph/events.jsonl" '"CALL_MENC".*AES_CM_128_HMAC_SHA1_80'
+sleep $HOLD
+check "tls: the PBX hangs up" baresip_hangup "$pbx"
+media_checks tls "$pbx" "$ph"
+
+# The relay's certificate as a phone sees it (verified against the lab CA).
+relay_cert() {
+  in_phone openssl s_client -connect "$RELAY_OUT:5061" -CAfile "$tls/ca.crt" -cert "$tls/phone.crt" \
+    -key "$tls/phone.key" -verify_return_error </dev/null 2>/dev/null |
+    openssl x509 -noout -fingerprint -sha256 2>/dev/null
+}
+old_cert=$(relay_cert)
+check "tls: the relay's certificate verifies against the CA" test -n "$old_cert"
+check "tls: the lab's 2-day certificate raised the expiry alarm" ge "$(counter tls_expiry_warnings)" 1
+check "tls: one day left on it" eq "$(counter tls_certificate_days_left)" 1
+warnings=$(counter tls_expiry_warnings)
+(
+  cd "$tls" &&
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=relay.lab.example" -keyout relay2.key \
+      -out relay2.csr >/dev/null 2>&1 &&
+    openssl x509 -req -in relay2.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 30 \
+      -out relay2.crt >/dev/null 2>&1 &&
+    cp stranger.key relay.key  # first a bad renewal: a key that does not match
+)
+kill -HUP "$(cat "$LAB_DIR/controlplane.pid")"
+check "tls: a renewal with a mismatched key is refused" \
+  wait_for 5 "grep -q 'TLS reload failed, old certificates kept' $LAB_DIR/controlplane.log"
+check "tls: the old certificate stays in service" eq "$(relay_cert)" "$old_cert"
+cp "$tls/relay2.crt" "$tls/relay.crt" && cp "$tls/relay2.key" "$tls/relay.key"
+kill -HUP "$(cat "$LAB_DIR/controlplane.pid")"
+check "tls: SIGHUP reloads the renewed certificate" \
+  wait_for 5 "grep -q 'TLS certificates reloaded' $LAB_DIR/controlplane.log"
+new_cert=$(relay_cert)
+echo "     before: ${old_cert#*=}"
+echo "     after:  ${new_cert#*=}"
+check "tls: new connections get the renewed certificate" test -n "$new_cert" -a "$new_cert" != "$old_cert"
+days=$(counter tls_certificate_days_left)
+check "tls: 29-30 days left on the renewed one ($days)" test "$days" -ge 29 -a "$days" -le 30
+check "tls: no alarm for a 30-day certificate" eq "$(counter tls_expiry_warnings)" "$warnings"
+check "tls: the PBX calls again (the phone's connection survived the reload)" baresip_dial "$pbx" "sip:alice@$RELAY_IN"
+check "tls: second call established at the phone" quiet baresip_wait_event "$ph" CALL_ESTABLISHED 8 2
+check "tls: the PBX hangs up the second call" baresip_hangup "$pbx"
+check "tls: second call closed at the phone" quiet baresip_wait_event "$ph" CALL_CLOSED 5 2
+baresip_stop "$ph"
+check "tls: quitting unregisters through sluice" sipp_ok "$SIPP_LOG_ROOT/tlsreg" 10
 baresip_stop "$pbx"
