@@ -677,6 +677,30 @@ std::string Gateway::map_replaces(const std::string& value, Side to) const {
   return value;
 }
 
+// Attended transfer (RFC 3515 with RFC 3891): Refer-To carries the dialog
+// to replace as a URI header, "<sip:bob@host?Replaces=cid%3Bto-tag%3Dx%3B
+// from-tag%3Dy>", naming the sender's leg; the far side knows only our leg
+// toward it, so the dialog is mapped like a Replaces header.
+std::string Gateway::map_refer_to(const std::string& value, Side to) const {
+  size_t q = value.find('?');
+  if (q == std::string::npos) return value;
+  size_t end = value.find('>', q);
+  if (end == std::string::npos) end = value.size();
+  size_t at = q + 1;
+  while (at < end) {
+    size_t amp = value.find('&', at);
+    if (amp == std::string::npos || amp > end) amp = end;
+    static constexpr std::string_view kName = "replaces=";
+    if (amp - at > kName.size() && lower(value.substr(at, kName.size())) == kName) {
+      size_t vs = at + kName.size();
+      std::string mapped = map_replaces(sip::unescape(value.substr(vs, amp - vs)), to);
+      return value.substr(0, vs) + sip::escape_header_value(mapped) + value.substr(amp);
+    }
+    at = amp + 1;
+  }
+  return value;
+}
+
 // ---------------------------------------------------------------------------
 // SDP
 
@@ -1403,7 +1427,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
       m.set("RAck", rseq + " " + std::to_string(c.inv_cseq_out) + " INVITE");
     }
   }
-  if (const std::string* rt = req.get("Refer-To")) m.set("Refer-To", *rt);
+  if (const std::string* rt = req.get("Refer-To")) m.set("Refer-To", map_refer_to(*rt, ts));
   bool update_offer = req.method == "UPDATE" && has_sdp(req);
   std::vector<Stream> saved;
   if (update_offer) {

@@ -335,6 +335,7 @@ class Gateway : public sip::Transactions::Handler {
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);
   std::string map_replaces(const std::string& value, Side to) const;
+  std::string map_refer_to(const std::string& value, Side to) const;
   sip::Peer upstream_peer(int* index, const std::vector<int>* exclude = nullptr);
   void arm_failover(Call& call);
   bool fail_over(Call& call, bool ended);

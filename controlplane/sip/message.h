@@ -108,6 +108,12 @@ std::string params_of(std::string_view value);
 // <...>; an empty `v` writes ";name".
 std::string set_param(std::string_view value, std::string_view name, std::string_view v);
 
+// URI escapes (RFC 3261 25.1): "%3B" -> ";" (a malformed escape is kept as
+// written), and the escaping a URI header value needs (everything but
+// unreserved characters and "[]/?:+$").
+std::string unescape(std::string_view s);
+std::string escape_header_value(std::string_view s);
+
 // Parts of a SIP URI: sip:user@host:port;params. host is without brackets.
 struct Uri {
   std::string scheme;  // sip, sips, tel

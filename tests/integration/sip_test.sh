@@ -81,6 +81,28 @@ check "the phone got the message-waiting summary" grep -q "Voice-Message: 3/3" "
 check "the phone got the PBX's text" grep -q "hello from the PBX" "$SIPP_LOG_ROOT/mwiph/messages.log"
 sipp_stop "$SIPP_LOG_ROOT/mwireg"
 
+echo "== attended transfer: REFER with a Replaces in Refer-To, mapped onto the PBX's own dialogs"
+in_pbx timeout 30 python3 "$ROOT/tests/integration/transfer_ua.py" pbx $PBX:5060 "$LAB_DIR/xfer-pbx.json" &
+xfer_pbx=$!
+sleep 0.5
+check "two calls, REFER answered 202, the PBX's NOTIFY and both BYEs reached the phone" \
+  in_phone timeout 30 python3 "$ROOT/tests/integration/transfer_ua.py" phone $PHONE:5078 $RELAY_OUT:5060 "$LAB_DIR/xfer-phone.json"
+check "the PBX saw both calls, the REFER and both BYEs" wait $xfer_pbx
+check "Refer-To names the PBX's second dialog, in the first call" python3 - "$LAB_DIR/xfer-pbx.json" "$LAB_DIR/xfer-phone.json" <<'PY'
+import json, re, sys, urllib.parse
+pbx, phone = (json.load(open(f)) for f in sys.argv[1:3])
+call = {c["user"]: c for c in pbx["calls"]}
+rt = pbx["refer"]["refer_to"]
+got = urllib.parse.unquote(re.search(r"[?&]Replaces=([^&>]*)", rt).group(1))
+want = "%s;to-tag=%s;from-tag=%s" % (call["202"]["call_id"], call["202"]["to_tag"], call["202"]["from_tag"])
+print("     phone sent:  " + phone["replaces"])
+print("     PBX got:     " + got)
+ok = (got == want and pbx["refer"]["call_id"] == call["201"]["call_id"]
+      and phone["calls"][1]["call_id"] not in rt and pbx["refer"]["referred_by"] != ""
+      and phone["notify"]["event"] == "refer" and phone["notify"]["body"] == "SIP/2.0 200 OK")
+sys.exit(0 if ok else 1)
+PY
+
 echo "== TCP from the phone (the PBX stays on UDP)"
 pbx pbx5 pbx_answer udp $PBX 5060 -
 sleep 0.5
