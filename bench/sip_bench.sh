@@ -124,7 +124,8 @@ stat=$(ls "$W"/relay/uac_*_.csv 2>/dev/null | head -1)
 ok=$(last_stat "$stat" "SuccessfulCall(C)" 2>/dev/null || echo 0)
 failed=$(last_stat "$stat" "FailedCall(C)" 2>/dev/null || echo "$CALLS")
 read -r peak_calls peak_rss <"$W/peak" 2>/dev/null || { peak_calls=0; peak_rss=$rss0; }
-flows_pushed=$(sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='flows_pushed'),0))")
+counter_of() { sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='$1'),0))"; }
+flows_pushed=$(counter_of flows_pushed)
 left=$(status_field calls)
 
 # 3. Registrations held: the PBX registrar answers; the phones register.
@@ -139,6 +140,10 @@ rss1=$(rss)
    "$RELAY_OUT:5060" -r "$REG_RATE" -m "$REGS" -nostdin -trace_stat -fd 1 -max_socket 4096 >/dev/null 2>&1)
 regs_held=$(status_field registrations)
 rss2=$(rss)
+# The journal's rewrites run on the control plane's loop thread: how long
+# the longest one stalled signalling, and how many there were.
+rewrites=$(counter_of journal_rewrites)
+rewrite_max_us=$(counter_of journal_rewrite_max_us)
 kill $REGISTRAR 2>/dev/null
 
 python3 - <<PY
@@ -164,6 +169,8 @@ d = {
   "registrations": $REGS, "registrations_held": int("$regs_held" or 0),
   "bytes_per_registration": int(($rss2 - $rss1) / int("$regs_held")) if int("$regs_held" or 0) > 0 else None,
   "controlplane_rss_bytes": $rss2,
+  "journal_rewrites": int("$rewrites" or 0),
+  "journal_rewrite_max_ms": round(int("$rewrite_max_us" or 0) / 1000.0, 1),
 }
 print(json.dumps(d, indent=None if $JSON else 2))
 PY

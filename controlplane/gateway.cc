@@ -436,23 +436,15 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
   }
   const std::string* to_hdr = req.get("To");
   std::string aor = to_hdr ? sip::uri_of(*to_hdr) : std::string();
-  Message up = req;
-  up.remove("Via");
-  up.remove("Route");
-  up.remove("Record-Route");
-  up.remove("Contact");
-  up.remove("Path");
-  up.prepend("Via", via(to.listener, sip::new_branch()));
-  up.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
   // Each phone Contact becomes one of ours: the user name kept, a token that
   // finds the binding again.
   struct Pending {
-    std::string token, contact;
+    std::string token, contact, user, params;  // user empty: "*"
   };
   auto pending = std::make_shared<std::vector<Pending>>();
   for (const std::string& c : req.all("Contact")) {
     if (c == "*") {
-      up.add("Contact", "*");
+      pending->push_back({});
       continue;
     }
     std::string uri = sip::uri_of(c);
@@ -468,18 +460,32 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
       if (b.aor == aor && b.contact == uri) token = b.token;
     }
     if (token.empty()) token = sip::random_token(12);
-    up.add("Contact", "<" + our_uri(u.user, to.listener) + ";sltk=" + token + ">" +
-                          sip::params_of(c));
-    pending->push_back({token, uri});
+    pending->push_back({token, uri, u.user, sip::params_of(c)});
   }
+  auto r = std::make_shared<UpstreamRequest>();
+  // The REGISTER as the upstream `to` gets it (Via and Contacts name the
+  // listener toward it).
+  r->build = [this, req, pending](const Peer& to) {
+    Message up = req;
+    up.remove("Via");
+    up.remove("Route");
+    up.remove("Record-Route");
+    up.remove("Contact");
+    up.remove("Path");
+    up.prepend("Via", via(to.listener, sip::new_branch()));
+    up.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
+    for (const Pending& p : *pending)
+      up.add("Contact", p.token.empty() ? std::string("*")
+                                        : "<" + our_uri(p.user, to.listener) + ";sltk=" + p.token +
+                                              ">" + p.params);
+    return up;
+  };
   const std::string* ua = req.get("User-Agent");
   std::string user_agent = ua ? *ua : std::string();
   Message orig = req;
-  int64_t sent = now_ms();
-  tx_.request(up, to, [this, stx, orig, from, aor, pending, user_agent, ui,
-                       sent](const Message& r, bool local) {
-    if (r.status < 200) return;
-    upstream_result(ui, !local, now_ms() - sent);
+  r->done = [this, stx, orig, from, aor, pending, user_agent](const Message& r, bool local,
+                                                              int ui, int64_t rtt) {
+    upstream_result(ui, !local, rtt);
     Message out = sip::make_response(orig, r.status, r.reason.c_str());
     out.set("To", r.get("To") ? *r.get("To") : (orig.get("To") ? *orig.get("To") : ""));
     for (const sip::Header& h : r.headers)
@@ -550,7 +556,8 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
       if (bl != blocks_.end() && bl->second.blocked_until == 0) blocks_.erase(bl);
     }
     tx_.respond(stx, out);
-  });
+  };
+  send_upstream(r, ui, to);
 }
 
 // A binding is found by its token, else by user name: its Contact's user
@@ -1142,6 +1149,62 @@ void Gateway::arm_failover(Call& c) {
 // transaction already failed (timeout, transport error); else it is still
 // waiting and is dropped. False (nothing done) when the call is past the
 // point of no return or no upstream is left.
+void Gateway::mark_failed_over(int dead_index, int next, const char* why, const std::string& what) {
+  UpstreamState& dead = upstreams_[dead_index];
+  fprintf(stderr, "sluice-controlplane: upstream %s:%u: %s; %s goes to %s:%u\n",
+          dead.spec.host().c_str(), dead.peer.port, why, what.c_str(),
+          upstreams_[next].spec.host().c_str(), upstreams_[next].peer.port);
+  for (uint32_t i = dead.failures; i < cfg_.monitor().failures_down(); ++i)
+    upstream_result(dead_index, false, -1);  // down now; OPTIONS brings it back
+  ++counters_["upstream_failovers"];
+}
+
+void Gateway::send_upstream(std::shared_ptr<UpstreamRequest> r, int upstream, const Peer& to) {
+  r->upstream = upstream;
+  r->tried.push_back(upstream);
+  r->heard = false;
+  r->sent_ms = now_ms();
+  std::weak_ptr<UpstreamRequest> weak = r;
+  uint64_t ctx = tx_.request(r->build(to), to, [this, r, upstream](const Message& resp, bool local) {
+    if (r->upstream != upstream || r->finished) return;  // an attempt we moved on from
+    if (!local && !r->heard) {
+      r->heard = true;
+      timers_->cancel(r->timer);
+      r->timer = 0;
+    }
+    if (resp.status < 200) return;
+    if (local && !r->heard && next_upstream(r, "request failed")) return;
+    timers_->cancel(r->timer);
+    r->timer = 0;
+    r->finished = true;
+    r->done(resp, local, upstream, now_ms() - r->sent_ms);
+  });
+  // A send that failed at once has already moved on (or finished).
+  if (r->upstream != upstream || r->finished) return;
+  r->ctx = ctx;
+  if (upstream < 0 || upstreams_.size() < 2 || r->tried.size() >= upstreams_.size()) return;
+  // The timer holds the request weakly: the transaction's callback owns it.
+  r->timer = timers_->after(cfg_.timers().failover_ms(), [this, weak] {
+    std::shared_ptr<UpstreamRequest> req = weak.lock();
+    if (!req) return;
+    req->timer = 0;
+    if (!req->heard) next_upstream(req, "no answer");
+  });
+}
+
+// Silent ("no answer"): the attempt is dropped only when there is somewhere
+// else to go and it has heard nothing; otherwise its own timeout decides.
+bool Gateway::next_upstream(const std::shared_ptr<UpstreamRequest>& r, const char* why) {
+  if (r->upstream < 0) return false;  // toward a phone: there is no other
+  int next = -1;
+  Peer target = upstream_peer(&next, &r->tried);
+  if (next < 0 || target.listener < 0) return false;
+  if (std::string_view(why) == "no answer" && !tx_.abandon(r->ctx)) return false;
+  mark_failed_over(r->upstream, next, why, "a request");
+  send_upstream(r, next, target);
+  return true;
+}
+
 bool Gateway::fail_over(Call& c, bool ended) {
   if (!c.outbound || !c.inv_initial || c.state != CallState::kCalling || c.upstream < 0 ||
       c.callee_invite.method.empty())
@@ -1152,14 +1215,8 @@ bool Gateway::fail_over(Call& c, bool ended) {
   // Only a transaction that heard nothing can be dropped (a provisional
   // means the upstream is alive and owns the call now).
   if (!ended && !tx_.abandon(c.callee_ctx)) return false;
-  UpstreamState& dead = upstreams_[c.upstream];
-  fprintf(stderr, "sluice-controlplane: upstream %s:%u: %s; call %llu goes to %s:%u\n",
-          dead.spec.host().c_str(), dead.peer.port, ended ? "request failed" : "no answer",
-          static_cast<unsigned long long>(c.id), upstreams_[next].spec.host().c_str(),
-          upstreams_[next].peer.port);
-  for (uint32_t i = dead.failures; i < cfg_.monitor().failures_down(); ++i)
-    upstream_result(c.upstream, false, -1);  // down now; OPTIONS brings it back
-  ++counters_["upstream_failovers"];
+  mark_failed_over(c.upstream, next, ended ? "request failed" : "no answer",
+                   "call " + std::to_string(c.id));
   Side ts = other(c.caller);
   Leg& b = c.leg[static_cast<int>(ts)];
   b.peer = target;

@@ -218,6 +218,24 @@ struct GatewayEvent {
   std::string aor, address, detail;
 };
 
+// A non-INVITE request to an upstream (REGISTER, SUBSCRIBE, MESSAGE,
+// PUBLISH) that moves on to the next untried upstream when the one it went
+// to says nothing at all within timers.failover_ms or fails at the
+// transport. `build` makes the request for a target (its Via, Contact and
+// listener depend on it); `done` gets the final answer and the upstream that
+// gave it.
+struct UpstreamRequest {
+  std::function<sip::Message(const sip::Peer& to)> build;
+  std::function<void(const sip::Message& resp, bool local, int upstream, int64_t rtt_ms)> done;
+  std::vector<int> tried;
+  int upstream = -1;
+  uint64_t ctx = 0;
+  sip::Timers::Id timer = 0;
+  bool heard = false;     // the current upstream answered something
+  bool finished = false;  // `done` was called
+  int64_t sent_ms = 0;
+};
+
 class Gateway : public sip::Transactions::Handler {
  public:
   Gateway(const cfg::ControlplaneConfig& config, sip::Timers* timers, net::SipTransport* transport,
@@ -338,6 +356,9 @@ class Gateway : public sip::Transactions::Handler {
   std::string map_refer_to(const std::string& value, Side to) const;
   sip::Peer upstream_peer(int* index, const std::vector<int>* exclude = nullptr);
   void arm_failover(Call& call);
+  void send_upstream(std::shared_ptr<UpstreamRequest> r, int upstream, const sip::Peer& to);
+  bool next_upstream(const std::shared_ptr<UpstreamRequest>& r, const char* why);
+  void mark_failed_over(int dead, int next, const char* why, const std::string& what);
   bool fail_over(Call& call, bool ended);
   void upstream_result(int index, bool ok, int64_t rtt_ms);
   void probe_upstreams();

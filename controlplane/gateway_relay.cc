@@ -91,14 +91,25 @@ void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& fro
   sub_dialogs_[b.call_id + "|" + b.local_tag] = {id, ts};
   ++counters_["subscriptions_started"];
 
-  Message m = new_request(b, "SUBSCRIBE");
-  m.uri = ruri;
-  relay_headers(req, ts == Side::kOutside, &m);
+  auto up = std::make_shared<UpstreamRequest>();
+  // Toward the upstream it fails over like a REGISTER: the far leg follows.
+  up->build = [this, id, req, ruri, ts](const Peer& to) {
+    Message m;
+    auto it = subs_.find(id);
+    if (it == subs_.end()) return m;  // cannot happen: it ends only on an answer
+    Leg& b = it->second.leg[static_cast<int>(ts)];
+    b.peer = to;
+    b.listener = to.listener;
+    b.contact = "<" + our_uri(util::user_of(it->second.leg[static_cast<int>(other(ts))].remote_hdr),
+                              to.listener) + ">";
+    m = new_request(b, "SUBSCRIBE");
+    m.uri = ruri;
+    relay_headers(req, ts == Side::kOutside, &m);
+    return m;
+  };
   Message orig = req;
-  int64_t sent = now_ms();
-  tx_.request(m, target, [this, id, stx, orig, from, ui, sent](const Message& resp, bool local) {
-    if (resp.status < 200) return;
-    if (ui >= 0) upstream_result(ui, !local, now_ms() - sent);
+  up->done = [this, id, stx, orig, from](const Message& resp, bool local, int ui, int64_t rtt) {
+    if (ui >= 0) upstream_result(ui, !local, rtt);
     auto it = subs_.find(id);
     if (it == subs_.end()) {  // ended meanwhile (its NOTIFY said terminated)
       tx_.respond(stx, mapped_response(orig, resp, sip::random_token(10)));
@@ -129,7 +140,8 @@ void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& fro
     arm_sub_timer(s, util::parse_u32(header(resp, "Expires"),
                                      util::parse_u32(header(orig, "Expires"), kDefaultExpires)));
     tx_.respond(stx, r);
-  });
+  };
+  send_upstream(up, ui, target);
 }
 
 void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer& from,
@@ -225,23 +237,25 @@ void Gateway::relay_out_of_dialog(uint64_t stx, const Message& req, const Peer& 
   int ui = -1;
   if (!route_new(stx, req, fs, &target, &ruri, &ui)) return;
   // A one-off leg: our Call-ID and From tag on the far side, nothing kept
-  // after the answer.
-  Leg a, b;
-  init_legs(req, from, target, ruri, &a, &b);
-  Message m = new_request(b, req.method);
-  m.uri = ruri;
-  m.set("CSeq", std::to_string(req.cseq) + " " + req.method);
-  if (!req.get("Contact")) m.remove("Contact");
-  relay_headers(req, ts == Side::kOutside, &m);
+  // after the answer. Toward the upstream it fails over like a REGISTER.
   ++counters_["relayed_" + util::lower(req.method)];
-  Message orig = req;
-  int64_t sent = now_ms();
-  tx_.request(m, target, [this, stx, orig, from, ui, sent](const Message& resp, bool local) {
-    if (resp.status < 200) return;
-    if (ui >= 0) upstream_result(ui, !local, now_ms() - sent);
-    auth_result(orig, resp.status, from);
-    tx_.respond(stx, mapped_response(orig, resp, sip::random_token(10)));
-  });
+  auto r = std::make_shared<UpstreamRequest>();
+  r->build = [this, req, from, ruri, ts](const Peer& to) {
+    Leg a, b;
+    init_legs(req, from, to, ruri, &a, &b);
+    Message m = new_request(b, req.method);
+    m.uri = ruri;
+    m.set("CSeq", std::to_string(req.cseq) + " " + req.method);
+    if (!req.get("Contact")) m.remove("Contact");
+    relay_headers(req, ts == Side::kOutside, &m);
+    return m;
+  };
+  r->done = [this, stx, req, from](const Message& resp, bool local, int ui, int64_t rtt) {
+    if (ui >= 0) upstream_result(ui, !local, rtt);
+    auth_result(req, resp.status, from);
+    tx_.respond(stx, mapped_response(req, resp, sip::random_token(10)));
+  };
+  send_upstream(r, ui, target);
 }
 
 }  // namespace sluice::cp

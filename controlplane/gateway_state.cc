@@ -1,6 +1,7 @@
 // The gateway's state across restarts: the journal (established calls and
 // NAT bindings written as they change, replayed at start-up) and the
 // resynchronisation with the dataplane's flow table.
+#include <algorithm>
 #include <chrono>
 #include <set>
 
@@ -179,6 +180,9 @@ void Gateway::journal_end(const Call& c) {
 
 void Gateway::compact_journal() {
   std::string err;
+  // The rewrite runs on the loop thread, so it stalls signalling for its
+  // duration: the longest one is reported (journal_rewrite_max_us).
+  auto t0 = std::chrono::steady_clock::now();
   bool ok = journal_->rewrite(
       [this](const std::function<void(const cfg::JournalRecord&)>& emit_record) {
         for (auto& [id, c] : calls_)
@@ -187,6 +191,11 @@ void Gateway::compact_journal() {
           if (!b.peer.reliable()) emit_record(binding_record(b));
       },
       &err);
+  auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                      std::chrono::steady_clock::now() - t0)
+                                      .count());
+  uint64_t& worst = counters_["journal_rewrite_max_us"];
+  worst = std::max(worst, us);
   if (ok) {
     ++counters_["journal_rewrites"];
   } else {

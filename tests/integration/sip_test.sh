@@ -191,6 +191,16 @@ import json,sys
 print([u['endpoint']['port'] for u in json.load(sys.stdin).get('upstreams',[]) if u.get('state')=='UPSTREAM_STATE_DOWN'])")" "[5090]"
 sluicectl upstreams list
 
+echo "== failover for REGISTER: a fresh control plane, the first upstream still silent"
+cp_stop
+cp_start "$LAB_DIR/failover.conf" || exit 1
+pbx reg4 pbx_registrar udp $PBX 5060 -
+sleep 0.5
+phone regph2 phone_register udp $PHONE 5070 $RELAY_OUT:5060 -s erin
+check "the phone registered through the second upstream" both_ok regph2 reg4
+check "one failover counted (the REGISTER's)" eq "$(counter upstream_failovers)" 1
+check "the binding is listed" eq "$(sluicectl --json registrations list | grep -c 'sip:erin@')" 1
+
 echo "== DNS SRV upstreams: two targets from a DNS server, the first one silent"
 cp_stop
 # ip netns exec mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf
