@@ -463,6 +463,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
     pending->push_back({token, uri, u.user, sip::params_of(c)});
   }
   auto r = std::make_shared<UpstreamRequest>();
+  r->what = "REGISTER " + aor;
   // The REGISTER as the upstream `to` gets it (Via and Contacts name the
   // listener toward it).
   r->build = [this, req, pending](const Peer& to) {
@@ -1200,7 +1201,7 @@ bool Gateway::next_upstream(const std::shared_ptr<UpstreamRequest>& r, const cha
   Peer target = upstream_peer(&next, &r->tried);
   if (next < 0 || target.listener < 0) return false;
   if (std::string_view(why) == "no answer" && !tx_.abandon(r->ctx)) return false;
-  mark_failed_over(r->upstream, next, why, "a request");
+  mark_failed_over(r->upstream, next, why, r->what);
   send_upstream(r, next, target);
   return true;
 }

@@ -225,6 +225,7 @@ struct GatewayEvent {
 // listener depend on it); `done` gets the final answer and the upstream that
 // gave it.
 struct UpstreamRequest {
+  std::string what;  // for the log: "REGISTER sip:alice@example.com"
   std::function<sip::Message(const sip::Peer& to)> build;
   std::function<void(const sip::Message& resp, bool local, int upstream, int64_t rtt_ms)> done;
   std::vector<int> tried;

@@ -92,6 +92,7 @@ void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& fro
   ++counters_["subscriptions_started"];
 
   auto up = std::make_shared<UpstreamRequest>();
+  up->what = "SUBSCRIBE " + event + " " + req.uri;
   // Toward the upstream it fails over like a REGISTER: the far leg follows.
   up->build = [this, id, req, ruri, ts](const Peer& to) {
     Message m;
@@ -240,6 +241,7 @@ void Gateway::relay_out_of_dialog(uint64_t stx, const Message& req, const Peer& 
   // after the answer. Toward the upstream it fails over like a REGISTER.
   ++counters_["relayed_" + util::lower(req.method)];
   auto r = std::make_shared<UpstreamRequest>();
+  r->what = req.method + " " + req.uri;
   r->build = [this, req, from, ruri, ts](const Peer& to) {
     Leg a, b;
     init_legs(req, from, to, ruri, &a, &b);
