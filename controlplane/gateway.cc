@@ -218,6 +218,7 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
     reply(stx, req, 483, "Too Many Hops");
     return;
   }
+  if (req.method != "ACK" && req.method != "CANCEL" && !refuse_unsupported(stx, req)) return;
   if (!req.to_tag.empty()) {
     std::string key = req.call_id + "|" + req.to_tag;
     auto it = dialogs_.find(key);
@@ -259,7 +260,7 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
     Message r = sip::make_response(req, 200, "OK", sip::random_token(10));
     r.add("Allow", kAllow);
     r.add("Accept", "application/sdp");
-    r.add("Supported", "replaces, timer, 100rel");
+    r.add("Supported", kSupported);
     tx_.respond(stx, r);
   } else if (req.method == "CANCEL" || req.method == "BYE" || req.method == "PRACK" ||
              req.method == "UPDATE" || req.method == "INFO") {
@@ -267,6 +268,41 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
   } else {
     reply(stx, req, 405, "Method Not Allowed");
   }
+}
+
+// RFC 3261 8.2.2.3: a Require naming an extension we do not implement gets
+// 420 with Unsupported (each leg is our own dialog, so it is ours to
+// understand); RFC 3261 8.2.3: a body that is not SDP where an offer or
+// answer may be (INVITE, UPDATE, PRACK) gets 415 with Accept, since the
+// relay could not anchor the media it describes. True when the request may
+// go on.
+bool Gateway::refuse_unsupported(uint64_t stx, const Message& req) {
+  std::string unsupported;
+  for (const std::string& v : req.all("Require")) {
+    std::vector<std::string_view> tags;
+    sip::split_list(v, &tags);
+    for (std::string_view t : tags) {
+      std::string tag = lower(std::string(t));
+      if (tag == "replaces" || tag == "timer" || tag == "100rel" || tag.empty()) continue;
+      unsupported += (unsupported.empty() ? "" : ", ") + tag;
+    }
+  }
+  if (!unsupported.empty()) {
+    ++counters_["bad_extension"];
+    Message r = sip::make_response(req, 420, "Bad Extension", sip::random_token(10));
+    r.add("Unsupported", unsupported);
+    tx_.respond(stx, r);
+    return false;
+  }
+  if ((req.method == "INVITE" || req.method == "UPDATE" || req.method == "PRACK") &&
+      !req.body.empty() && !has_sdp(req)) {
+    ++counters_["unsupported_media_type"];
+    Message r = sip::make_response(req, 415, "Unsupported Media Type", sip::random_token(10));
+    r.add("Accept", "application/sdp");
+    tx_.respond(stx, r);
+    return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------

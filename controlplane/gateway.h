@@ -292,6 +292,7 @@ class Gateway : public sip::Transactions::Handler {
   void reply(uint64_t stx, const sip::Message& req, int code, const char* reason,
              const std::string& to_tag = {});
   bool blocked(const sip::Peer& from);
+  bool refuse_unsupported(uint64_t stx, const sip::Message& req);
   void count_auth_failure(uint32_t ip);
   bool rate_limited(const sip::Peer& from);
 

@@ -67,4 +67,8 @@ inline constexpr const char* kAllow =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE, "
     "PUBLISH, REGISTER";
 
+// The extensions the relay implements itself (Supported; a Require naming
+// anything else gets 420).
+inline constexpr const char* kSupported = "replaces, timer, 100rel";
+
 }  // namespace sluice::cp::util

@@ -103,6 +103,35 @@ ok = (got == want and pbx["refer"]["call_id"] == call["201"]["call_id"]
 sys.exit(0 if ok else 1)
 PY
 
+echo "== extensions and bodies the relay cannot serve: 420 with Unsupported, 415 with Accept"
+ask() {  # ask REQUIRE CONTENT-TYPE: an INVITE from the phone, the answer's status and one header
+  in_phone python3 - "$RELAY_OUT" "$PHONE" "$1" "$2" <<'PY'
+import socket, sys
+relay, me, require, ctype = sys.argv[1:5]
+body = "v=0\r\no=p 1 1 IN IP4 %s\r\ns=-\r\nc=IN IP4 %s\r\nt=0 0\r\nm=audio 40100 RTP/AVP 0\r\n" % (me, me)
+msg = ("INVITE sip:106@%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:5079;branch=z9hG4bKext%s\r\n"
+       "From: <sip:phone@%s>;tag=ext1\r\nTo: <sip:106@%s>\r\nCall-ID: ext-%s@phone\r\n"
+       "CSeq: 1 INVITE\r\nContact: <sip:phone@%s:5079>\r\nMax-Forwards: 70\r\n%s"
+       "Content-Type: %s\r\nContent-Length: %d\r\n\r\n%s") % (
+    relay, me, require + ctype, relay, relay, require + ctype, me,
+    ("Require: %s\r\n" % require) if require else "", ctype, len(body), body)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((me, 5079))
+s.settimeout(3)
+s.sendto(msg.encode(), (relay, 5060))
+while True:
+    lines = s.recv(65535).decode().split("\r\n")
+    if not lines[0].startswith("SIP/2.0 1"):
+        break
+extra = [l for l in lines if l.split(":")[0] in ("Unsupported", "Accept")]
+print(lines[0].split(" ")[1], extra[0] if extra else "")
+PY
+}
+check "Require: an unknown extension gets 420 naming it" eq "$(ask 'timer, sec-agree' application/sdp)" "420 Unsupported: sec-agree"
+check "a body that is not SDP gets 415 with Accept" eq "$(ask '' multipart/mixed)" "415 Accept: application/sdp"
+check "both counted" eq "$(counter bad_extension) $(counter unsupported_media_type)" "1 1"
+check "no call was set up" eq "$(calls_count)" 0
+
 echo "== TCP from the phone (the PBX stays on UDP)"
 pbx pbx5 pbx_answer udp $PBX 5060 -
 sleep 0.5
