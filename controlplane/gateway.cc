@@ -525,8 +525,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
     upstream_result(ui, !local, rtt);
     Message out = sip::make_response(orig, r.status, r.reason.c_str());
     out.set("To", r.get("To") ? *r.get("To") : (orig.get("To") ? *orig.get("To") : ""));
-    for (const sip::Header& h : r.headers)
-      if (!own_header(h.name)) out.headers.push_back(h);
+    copy_headers(r, &out, false);
     auth_result(orig, r.status, from);
     if (r.status >= 200 && r.status < 300) {
       ++counters_["registrations_ok"];
@@ -689,14 +688,6 @@ Message Gateway::new_request(Leg& l, const std::string& method) {
   return m;
 }
 
-void Gateway::copy_headers(const Message& from, Message* to, bool request) {
-  for (const sip::Header& h : from.headers) {
-    if (own_header(h.name)) continue;
-    // RFC 3325: identity assertions from outside the trust domain are dropped.
-    if (request && (h.name == "P-Asserted-Identity")) continue;
-    to->headers.push_back(h);
-  }
-}
 
 std::string Gateway::map_replaces(const std::string& value, Side to) const {
   // Replaces: call-id;to-tag=X;from-tag=Y names a dialog on the sender's leg;

@@ -330,7 +330,6 @@ class Gateway : public sip::Transactions::Handler {
   sip::Message new_request(Call& call, Side side, const std::string& method) {
     return new_request(call.leg[static_cast<int>(side)], method);
   }
-  void copy_headers(const sip::Message& from, sip::Message* to, bool request);
   // SDP: rewrites `body` coming from `from` for the other side. Returns
   // false (with *code) when the offer cannot be served (488).
   bool rewrite_sdp(Call& call, Side from, bool offer, const std::string& body, std::string* out,

@@ -43,10 +43,10 @@ std::string token_of(const std::string& v) {
 // credentials removed.
 void relay_headers(const Message& req, bool to_outside, Message* m) {
   m->set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
-  for (const sip::Header& h : req.headers) {
-    if (util::own_header(h.name) || h.name == "P-Asserted-Identity") continue;
-    if (to_outside && (h.name == "Authorization" || h.name == "Proxy-Authorization")) continue;
-    m->headers.push_back(h);
+  util::copy_headers(req, m, true);
+  if (to_outside) {
+    m->remove("Authorization");
+    m->remove("Proxy-Authorization");
   }
   if (!req.body.empty()) util::copy_body(req, m);
 }
@@ -54,8 +54,7 @@ void relay_headers(const Message& req, bool to_outside, Message* m) {
 // The far side's answer mapped onto the request we received.
 Message mapped_response(const Message& req, const Message& resp, const std::string& to_tag) {
   Message r = sip::make_response(req, resp.status, resp.reason, to_tag);
-  for (const sip::Header& h : resp.headers)
-    if (!util::own_header(h.name)) r.headers.push_back(h);
+  util::copy_headers(resp, &r, false);
   if (!resp.body.empty()) util::copy_body(resp, &r);
   return r;
 }

@@ -62,6 +62,17 @@ inline bool own_header(const std::string& n) {
   return false;
 }
 
+// The headers of a relayed message that pass through (all but our own); from
+// a request, identity assertions are dropped too (RFC 3325: they come from
+// outside the trust domain).
+inline void copy_headers(const sip::Message& from, sip::Message* to, bool request) {
+  for (const sip::Header& h : from.headers) {
+    if (own_header(h.name)) continue;
+    if (request && h.name == "P-Asserted-Identity") continue;
+    to->headers.push_back(h);
+  }
+}
+
 // What the gateway relays or answers, for Allow headers.
 inline constexpr const char* kAllow =
     "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, MESSAGE, "
