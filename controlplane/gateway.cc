@@ -517,19 +517,18 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
                                               ">" + p.params);
     return up;
   };
-  const std::string* ua = req.get("User-Agent");
-  std::string user_agent = ua ? *ua : std::string();
+  std::string user_agent = req.value("User-Agent");
   Message orig = req;
   r->done = [this, stx, orig, from, aor, pending, user_agent](const Message& r, bool local,
                                                               int ui, int64_t rtt) {
     upstream_result(ui, !local, rtt);
     Message out = sip::make_response(orig, r.status, r.reason.c_str());
-    out.set("To", r.get("To") ? *r.get("To") : (orig.get("To") ? *orig.get("To") : ""));
+    out.set("To", r.get("To") ? *r.get("To") : orig.value("To"));
     copy_headers(r, &out, false);
     auth_result(orig, r.status, from);
     if (r.status >= 200 && r.status < 300) {
       ++counters_["registrations_ok"];
-      uint32_t dflt = parse_u32(r.get("Expires") ? *r.get("Expires") : "", 3600);
+      uint32_t dflt = parse_u32(r.value("Expires"), 3600);
       std::vector<std::string> listed;
       for (const std::string& c : r.all("Contact")) {
         std::string uri = sip::uri_of(c);
@@ -1039,20 +1038,20 @@ void Gateway::init_legs(const Message& req, const Peer& from, const Peer& target
   a->call_id = req.call_id;
   a->remote_tag = req.from_tag;
   a->local_tag = sip::random_token(10);
-  a->remote_hdr = req.get("From") ? *req.get("From") : "";
-  a->local_hdr = sip::set_param(req.get("To") ? *req.get("To") : "", "tag", a->local_tag);
+  a->remote_hdr = req.value("From");
+  a->local_hdr = sip::set_param(req.value("To"), "tag", a->local_tag);
   a->remote_cseq = req.cseq;
   a->remote_target = req.get("Contact") ? sip::uri_of(*req.get("Contact")) : "";
   a->route_set = req.all("Record-Route");
   a->peer = from;
   a->listener = from.listener;
   a->contact = "<" + our_uri(user_of(a->local_hdr), from.listener) + ">";
-  a->user_agent = req.get("User-Agent") ? *req.get("User-Agent") : "";
+  a->user_agent = req.value("User-Agent");
   b->uac = true;
   b->call_id = sip::random_token(16) + "@sluice";
   b->local_tag = sip::random_token(10);
   b->local_hdr = sip::set_param(a->remote_hdr, "tag", b->local_tag);
-  b->remote_hdr = req.get("To") ? *req.get("To") : "";
+  b->remote_hdr = req.value("To");
   b->local_cseq = 0;
   b->remote_target = ruri;
   b->peer = target;
@@ -1300,7 +1299,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     if (ok2xx) {
       if (!resp.to_tag.empty()) {
         b.remote_tag = resp.to_tag;
-        b.remote_hdr = resp.get("To") ? *resp.get("To") : b.remote_hdr;
+        if (resp.get("To")) b.remote_hdr = resp.value("To");
         b.remote_target = resp.get("Contact") ? sip::uri_of(*resp.get("Contact")) : b.remote_target;
       }
       Message ack = new_request(c, ts, "ACK");
@@ -1364,7 +1363,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
       ++c.reinvites;
       emit(12, id, "", "", c.on_hold ? "hold" : "active");
     }
-    c.session_expires_s = parse_u32(sip::uri_of(resp.get("Session-Expires") ? *resp.get("Session-Expires") : ""), 0);
+    c.session_expires_s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
     arm_session_timer(c);
     journal_call(c);
     c.waiting_ack = true;

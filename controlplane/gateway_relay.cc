@@ -24,11 +24,6 @@ constexpr size_t kMaxSubscriptions = 200000;
 constexpr uint32_t kDefaultExpires = 3600;  // a 2xx without Expires (RFC 6665 requires one)
 constexpr uint32_t kGraceS = 32;             // for the final NOTIFY after expiry (64*T1)
 
-std::string header(const Message& m, const char* name) {
-  const std::string* v = m.get(name);
-  return v ? *v : std::string();
-}
-
 // The part before the first ';', trimmed: "terminated;reason=timeout" ->
 // "terminated".
 std::string token_of(const std::string& v) {
@@ -36,6 +31,12 @@ std::string token_of(const std::string& v) {
   while (!t.empty() && t.back() == ' ') t.pop_back();
   while (!t.empty() && t.front() == ' ') t.erase(t.begin());
   return util::lower(t);
+}
+
+// The subscription time a 2xx to SUBSCRIBE grants: its Expires, else the
+// request's, else the default.
+uint32_t granted_expires(const Message& req, const Message& ok) {
+  return util::parse_u32(ok.value("Expires"), util::parse_u32(req.value("Expires"), kDefaultExpires));
 }
 
 // The request as it goes on to the far side: the sender's headers and body
@@ -63,7 +64,7 @@ Message mapped_response(const Message& req, const Message& resp, const std::stri
 
 void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& from) {
   Side fs = side_of(from), ts = other(fs);
-  std::string event = token_of(header(req, "Event"));
+  std::string event = token_of(req.value("Event"));
   if (event.empty()) {
     reply(stx, req, 400, "Missing Event Header");  // RFC 6665 8.2.1
     return;
@@ -132,13 +133,12 @@ void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& fro
       b.route_set = rr;
     }
     if (resp.to_tag == b.remote_tag) {
-      b.remote_hdr = header(resp, "To");
+      b.remote_hdr = resp.value("To");
       if (const std::string* ct = resp.get("Contact")) b.remote_target = sip::uri_of(*ct);
     }
     s.established = true;
     r.add("Contact", a.contact);
-    arm_sub_timer(s, util::parse_u32(header(resp, "Expires"),
-                                     util::parse_u32(header(orig, "Expires"), kDefaultExpires)));
+    arm_sub_timer(s, granted_expires(orig, resp));
     tx_.respond(stx, r);
   };
   send_upstream(up, ui, target);
@@ -158,7 +158,7 @@ void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer&
     // A NOTIFY that overtook the SUBSCRIBE's 2xx creates the dialog
     // (RFC 6665 4.1.2.4); we are its UAS, so the route set is as received.
     l.remote_tag = req.from_tag;
-    l.remote_hdr = header(req, "From");
+    l.remote_hdr = req.value("From");
     l.route_set = req.all("Record-Route");
   }
   if (notify && req.from_tag != l.remote_tag) {
@@ -196,13 +196,12 @@ void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer&
     tx_.respond(stx, r);
     if (resp.status == 481 || (local && !ok)) {
       end_subscription(id, "gone");  // the far end forgot it or cannot be reached
-    } else if (notify && token_of(header(orig, "Subscription-State")) == "terminated") {
+    } else if (notify && token_of(orig.value("Subscription-State")) == "terminated") {
       end_subscription(id, "terminated");
     } else if (ok && notify) {
       s.established = true;
     } else if (ok) {  // a refresh (Expires: 0 unsubscribes; the final NOTIFY follows)
-      arm_sub_timer(s, util::parse_u32(header(resp, "Expires"),
-                                       util::parse_u32(header(orig, "Expires"), kDefaultExpires)));
+      arm_sub_timer(s, granted_expires(orig, resp));
     }
   });
 }

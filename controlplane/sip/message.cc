@@ -289,6 +289,11 @@ const std::string* Message::get(std::string_view name) const {
   return nullptr;
 }
 
+std::string Message::value(std::string_view name) const {
+  const std::string* v = get(name);
+  return v ? *v : std::string();
+}
+
 size_t Message::count(std::string_view name) const {
   size_t n = 0;
   for (const Header& h : headers) n += ieq(h.name, name);

@@ -64,6 +64,8 @@ struct Message {
 
   // First value of a header (canonical name, case-insensitive), or null.
   const std::string* get(std::string_view name) const;
+  // The first value of `name`, or empty when the header is absent.
+  std::string value(std::string_view name) const;
   size_t count(std::string_view name) const;
   // Editing, for the B2BUA and the transaction layer (canonical names).
   void set(std::string_view name, std::string value);  // replaces every entry

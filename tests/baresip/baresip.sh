@@ -262,28 +262,27 @@ print("%d %d %.2f" % (round(freqs[len(freqs) // 2]), levels[len(levels) // 2],
 EOF
 }
 
+_baresip_reap() {  # PID TENTHS: wait that long for it to exit, then TERM it
+  local i
+  for ((i = 0; i < $2; i++)); do
+    kill -0 "$1" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -0 "$1" 2>/dev/null && kill "$1" 2>/dev/null
+  wait "$1" 2>/dev/null
+  return 0
+}
+
 baresip_stop() {  # DIR  -- quit gracefully, then make sure it is gone
-  local dir=$1 pid apid i
+  local dir=$1 pid apid
   pid=$(cat "$dir/pid" 2>/dev/null)
   apid=$(cat "$dir/agent.pid" 2>/dev/null)
   if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
     [ -S "$dir/ctl.sock" ] && BARESIP_CMD_TIMEOUT=2 baresip_cmd "$dir" quit >/dev/null 2>&1
-    for ((i = 0; i < 30; i++)); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
     # timeout(1) passes TERM on to baresip; -k escalates to KILL
-    kill -0 "$pid" 2>/dev/null && kill "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
+    _baresip_reap "$pid" 30
   fi
-  if [ -n "$apid" ] && kill -0 "$apid" 2>/dev/null; then
-    for ((i = 0; i < 20; i++)); do
-      kill -0 "$apid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -0 "$apid" 2>/dev/null && kill "$apid" 2>/dev/null
-    wait "$apid" 2>/dev/null
-  fi
+  [ -n "$apid" ] && kill -0 "$apid" 2>/dev/null && _baresip_reap "$apid" 20
   rm -f "$dir/pid" "$dir/agent.pid" "$dir/ctl.sock"
   return 0
 }
