@@ -140,10 +140,11 @@ rss1=$(rss)
    "$RELAY_OUT:5060" -r "$REG_RATE" -m "$REGS" -nostdin -trace_stat -fd 1 -max_socket 4096 >/dev/null 2>&1)
 regs_held=$(status_field registrations)
 rss2=$(rss)
-# The journal's rewrites run on the control plane's loop thread: how long
-# the longest one stalled signalling, and how many there were.
-rewrites=$(counter_of journal_rewrites)
-rewrite_max_us=$(counter_of journal_rewrite_max_us)
+# The journal compacts on its own thread; the signalling thread only
+# appends, and waits for the compactor only while it copies the tail.
+compactions=$(counter_of journal_compactions)
+compaction_max_us=$(counter_of journal_compaction_max_us)
+stall_max_us=$(counter_of journal_stall_max_us)
 kill $REGISTRAR 2>/dev/null
 
 python3 - <<PY
@@ -169,8 +170,9 @@ d = {
   "registrations": $REGS, "registrations_held": int("$regs_held" or 0),
   "bytes_per_registration": int(($rss2 - $rss1) / int("$regs_held")) if int("$regs_held" or 0) > 0 else None,
   "controlplane_rss_bytes": $rss2,
-  "journal_rewrites": int("$rewrites" or 0),
-  "journal_rewrite_max_ms": round(int("$rewrite_max_us" or 0) / 1000.0, 1),
+  "journal_compactions": int("$compactions" or 0),
+  "journal_compaction_max_ms": round(int("$compaction_max_us" or 0) / 1000.0, 1),
+  "journal_stall_max_ms": round(int("$stall_max_us" or 0) / 1000.0, 1),
 }
 print(json.dumps(d, indent=None if $JSON else 2))
 PY

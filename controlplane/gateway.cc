@@ -6,6 +6,7 @@
 #include <random>
 #include <utility>
 
+#include "controlplane/journal.h"
 #include "controlplane/net/srv.h"
 #include "controlplane/net/transport.h"
 
@@ -1633,6 +1634,14 @@ std::map<std::string, uint64_t> Gateway::counters() const {
   out["transport_idle_closed"] = n.idle_closed;
   out["transport_send_failures"] = n.send_failures;
   out["tls_expiry_warnings"] = n.tls_expiry_warnings;
+  if (journal_) {
+    out["journal_bytes"] = journal_->bytes();
+    out["journal_write_errors"] = journal_->write_errors();
+    out["journal_compactions"] = journal_->compactions();
+    out["journal_compaction_failures"] = journal_->compaction_failures();
+    out["journal_compaction_max_us"] = journal_->compaction_max_us();
+    out["journal_stall_max_us"] = journal_->stall_max_us();
+  }
   std::string name;
   int64_t left = 0;
   if (transport_->tls_expiry(&name, &left))

@@ -347,7 +347,6 @@ class Gateway : public sip::Transactions::Handler {
   void journal_end(const Call& call);
   void journal_binding(const Binding& b);
   void journal_unbind(const Binding& b);
-  void compact_journal();
   void restore_call(const cfg::JournalCall& jc);
   void restore_binding(const cfg::JournalBinding& jb);
   void remove_flows(Call& call);

@@ -2,7 +2,6 @@
 // NAT bindings written as they change, replayed at start-up) and the
 // resynchronisation with the dataplane's flow table.
 #include <algorithm>
-#include <chrono>
 #include <set>
 
 #include "controlplane/gateway.h"
@@ -148,9 +147,8 @@ cfg::JournalRecord Gateway::binding_record(const Binding& b) const {
 }
 
 void Gateway::journal_append(const cfg::JournalRecord& r) {
-  journal_->append(r);
+  journal_->append(r);  // compacts on its own thread when the file outgrows it
   ++counters_["journal_records"];
-  if (journal_->wants_rewrite()) compact_journal();
 }
 
 void Gateway::journal_call(Call& c) {
@@ -176,32 +174,6 @@ void Gateway::journal_end(const Call& c) {
   cfg::JournalRecord r;
   r.set_call_ended(c.id);
   journal_append(r);
-}
-
-void Gateway::compact_journal() {
-  std::string err;
-  // The rewrite runs on the loop thread, so it stalls signalling for its
-  // duration: the longest one is reported (journal_rewrite_max_us).
-  auto t0 = std::chrono::steady_clock::now();
-  bool ok = journal_->rewrite(
-      [this](const std::function<void(const cfg::JournalRecord&)>& emit_record) {
-        for (auto& [id, c] : calls_)
-          if (c.journaled) emit_record(call_record(c));
-        for (const auto& [token, b] : bindings_)
-          if (!b.peer.reliable()) emit_record(binding_record(b));
-      },
-      &err);
-  auto us = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
-                                      std::chrono::steady_clock::now() - t0)
-                                      .count());
-  uint64_t& worst = counters_["journal_rewrite_max_us"];
-  worst = std::max(worst, us);
-  if (ok) {
-    ++counters_["journal_rewrites"];
-  } else {
-    ++counters_["journal_rewrite_failures"];
-    fprintf(stderr, "sluice-controlplane: journal rewrite failed: %s\n", err.c_str());
-  }
 }
 
 // ---------------------------------------------------------------------------
@@ -296,7 +268,8 @@ bool Gateway::open_journal(Journal* journal, const std::string& dir, std::string
   counters_["journal_replayed"] = journal->replayed();
   counters_["journal_torn_bytes"] = journal->torn();
   journal_ = journal;
-  compact_journal();  // start from just the live state
+  // Start from just the live state (before any request is served).
+  if (!journal->compact(true)) fprintf(stderr, "sluice-controlplane: journal: %s\n", journal->last_error().c_str());
   return true;
 }
 

@@ -4,8 +4,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <unordered_map>
 
 #include "sluice/controlplane/v1/journal.pb.h"
 
@@ -49,9 +53,60 @@ std::string errno_text(const std::string& what, const std::string& path) {
 
 constexpr uint32_t kMaxRecord = 1u << 20;
 
+// Walks the frames of `data` from `off`, calling `each(payload offset,
+// length)` for every whole one whose checksum holds; returns where the good
+// frames end.
+template <typename Fn>
+size_t scan(const std::string& data, size_t off, Fn&& each) {
+  while (data.size() - off >= 8) {
+    uint32_t len = get_le32(data.data() + off);
+    uint32_t sum = get_le32(data.data() + off + 4);
+    if (len > kMaxRecord || data.size() - off - 8 < len) break;
+    if (fnv1a(data.data() + off + 8, len) != sum) break;
+    if (!each(off + 8, len)) break;
+    off += 8 + len;
+  }
+  return off;
+}
+
+// Reads from `fd` at `off` to its end (or `limit` bytes) into *out.
+bool read_from(int fd, uint64_t off, uint64_t limit, std::string* out) {
+  char buf[1 << 16];
+  while (limit) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(limit, sizeof buf));
+    ssize_t n = ::pread(fd, buf, want, static_cast<off_t>(off));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) return false;
+    if (n == 0) break;
+    out->append(buf, static_cast<size_t>(n));
+    off += static_cast<uint64_t>(n);
+    limit -= static_cast<uint64_t>(n);
+  }
+  return true;
+}
+
+int64_t unix_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+uint64_t micros_since(std::chrono::steady_clock::time_point t0) {
+  return static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                   std::chrono::steady_clock::now() - t0)
+                                   .count());
+}
+
+void raise_to(std::atomic<uint64_t>* worst, uint64_t v) {
+  uint64_t cur = worst->load(std::memory_order_relaxed);
+  while (v > cur && !worst->compare_exchange_weak(cur, v, std::memory_order_relaxed)) {
+  }
+}
+
 }  // namespace
 
 Journal::~Journal() {
+  if (worker_.joinable()) worker_.join();
   if (fd_ >= 0) ::close(fd_);
 }
 
@@ -78,30 +133,18 @@ bool Journal::open(const std::string& dir, const std::function<void(const Record
   }
   ::fchmod(fd, 0600);
   std::string data;
-  char buf[1 << 16];
-  for (;;) {
-    ssize_t n = ::read(fd, buf, sizeof buf);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      *err = errno_text("cannot read", path_);
-      ::close(fd);
-      return false;
-    }
-    if (n == 0) break;
-    data.append(buf, static_cast<size_t>(n));
+  if (!read_from(fd, 0, UINT64_MAX, &data)) {
+    *err = errno_text("cannot read", path_);
+    ::close(fd);
+    return false;
   }
-  size_t off = 0;
   Record r;
-  while (data.size() - off >= 8) {
-    uint32_t len = get_le32(data.data() + off);
-    uint32_t sum = get_le32(data.data() + off + 4);
-    if (len > kMaxRecord || data.size() - off - 8 < len) break;
-    const char* p = data.data() + off + 8;
-    if (fnv1a(p, len) != sum || !r.ParseFromArray(p, static_cast<int>(len))) break;
+  size_t off = scan(data, 0, [&](size_t at, uint32_t len) {
+    if (!r.ParseFromArray(data.data() + at, static_cast<int>(len))) return false;
     each(r);
     ++replayed_;
-    off += 8 + len;
-  }
+    return true;
+  });
   torn_ = data.size() - off;
   if (torn_ && ::ftruncate(fd, static_cast<off_t>(off)) != 0) {
     *err = errno_text("cannot truncate the torn tail of", path_);
@@ -109,6 +152,7 @@ bool Journal::open(const std::string& dir, const std::function<void(const Record
     return false;
   }
   ::lseek(fd, static_cast<off_t>(off), SEEK_SET);
+  std::lock_guard<std::mutex> lock(mu_);
   fd_ = fd;
   base_ = off;
   appended_ = 0;
@@ -116,55 +160,155 @@ bool Journal::open(const std::string& dir, const std::function<void(const Record
 }
 
 void Journal::append(const Record& r) {
-  if (fd_ < 0) return;
   std::string f = frame(r.SerializeAsString());
+  auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(mu_);
+  if (fd_ < 0) return;
   if (!write_all(fd_, f)) {
     ++write_errors_;
-    return;
+  } else {
+    appended_ += f.size();
+    if (!busy_ && appended_ > 4 * base_ + (4u << 20)) start_locked();
   }
-  appended_ += f.size();
+  raise_to(&stall_max_us_, micros_since(t0));
 }
 
-bool Journal::rewrite(const std::function<void(const std::function<void(const Record&)>&)>& emit_all,
-                      std::string* err) {
-  if (fd_ < 0) {
-    *err = "journal not open";
-    return false;
+bool Journal::wants_compaction() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return appended_ > 4 * base_ + (4u << 20);
+}
+
+uint64_t Journal::bytes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return base_ + appended_;
+}
+
+std::string Journal::last_error() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return error_;
+}
+
+void Journal::start_locked() {
+  // Only the owner's thread starts compactions, so worker_ is its alone; a
+  // finished worker is joined at once.
+  if (worker_.joinable()) worker_.join();
+  busy_ = true;
+  worker_ = std::thread([this] {
+    auto t0 = std::chrono::steady_clock::now();
+    bool ok = run_compaction();
+    raise_to(&compaction_max_us_, micros_since(t0));
+    ++(ok ? compactions_ : compaction_failures_);
+    busy_ = false;
+  });
+}
+
+bool Journal::compact(bool wait) {
+  uint64_t failures = compaction_failures_;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (fd_ < 0) return false;
+    if (!busy_) start_locked();
   }
+  if (!wait) return true;
+  if (worker_.joinable()) worker_.join();
+  return compaction_failures_ == failures;
+}
+
+bool Journal::run_compaction() {
+  auto fail = [this](const std::string& e) {
+    std::lock_guard<std::mutex> lock(mu_);
+    error_ = e;
+    fprintf(stderr, "sluice-controlplane: journal compaction failed: %s\n", e.c_str());
+    return false;
+  };
+  uint64_t end;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    end = base_ + appended_;
+  }
+  // The file only grows while we read it: appends go to its end, and only
+  // this thread replaces it.
+  int rfd = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
+  if (rfd < 0) return fail(errno_text("cannot open", path_));
+  std::string data;
+  bool read_ok = read_from(rfd, 0, end, &data);
+  if (!read_ok) {
+    ::close(rfd);
+    return fail(errno_text("cannot read", path_));
+  }
+  // The latest frame of each live call and binding, by key.
+  std::unordered_map<std::string, std::pair<size_t, uint32_t>> live;
+  int64_t now = unix_ms();
+  Record r;
+  scan(data, 0, [&](size_t at, uint32_t len) {
+    if (!r.ParseFromArray(data.data() + at, static_cast<int>(len))) return false;
+    switch (r.record_case()) {
+      case Record::kCall: live["c" + std::to_string(r.call().id())] = {at, len}; break;
+      case Record::kCallEnded: live.erase("c" + std::to_string(r.call_ended())); break;
+      case Record::kBinding:
+        if (r.binding().expires_unix_ms() && r.binding().expires_unix_ms() <= now)
+          live.erase("b" + r.binding().token());
+        else
+          live["b" + r.binding().token()] = {at, len};
+        break;
+      case Record::kBindingRemoved: live.erase("b" + r.binding_removed()); break;
+      default: break;
+    }
+    return true;
+  });
   std::string tmp = path_ + ".new";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) {
-    *err = errno_text("cannot create", tmp);
-    return false;
+  int wfd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (wfd < 0) {
+    ::close(rfd);
+    return fail(errno_text("cannot create", tmp));
   }
+  auto abandon = [&](const std::string& e) {
+    ::close(wfd);
+    ::close(rfd);
+    ::unlink(tmp.c_str());
+    return fail(e);
+  };
   std::string out;
-  bool ok = true;
-  uint64_t total = 0;
-  emit_all([&](const Record& r) {
-    out += frame(r.SerializeAsString());
+  uint64_t written = 0;
+  for (const auto& [key, at] : live) {
+    out.append(data, at.first - 8, at.second + 8);
     if (out.size() >= (1u << 20)) {
-      ok = ok && write_all(fd, out);
-      total += out.size();
+      if (!write_all(wfd, out)) return abandon(errno_text("cannot write", tmp));
+      written += out.size();
       out.clear();
     }
-  });
-  ok = ok && write_all(fd, out);
-  total += out.size();
-  if (!ok || ::rename(tmp.c_str(), path_.c_str()) != 0) {
-    *err = errno_text("cannot write", tmp);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return false;
   }
-  ::close(fd_);
-  fd_ = ::open(path_.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC);
-  ::close(fd);
-  if (fd_ < 0) {
-    *err = errno_text("cannot reopen", path_);
-    return false;
+  if (!write_all(wfd, out)) return abandon(errno_text("cannot write", tmp));
+  written += out.size();
+  data = std::string();
+  if (::fdatasync(wfd) != 0) return abandon(errno_text("cannot sync", tmp));
+  {
+    // What was appended meanwhile goes after the compacted records, as it
+    // is; the owner waits for this copy, not for the compaction.
+    std::lock_guard<std::mutex> lock(mu_);
+    std::string tail;
+    if (!read_from(rfd, end, UINT64_MAX, &tail) || !write_all(wfd, tail) ||
+        ::rename(tmp.c_str(), path_.c_str()) != 0) {
+      ::close(wfd);
+      ::close(rfd);
+      ::unlink(tmp.c_str());
+      error_ = errno_text("cannot finish", tmp);
+      fprintf(stderr, "sluice-controlplane: journal compaction failed: %s\n", error_.c_str());
+      return false;
+    }
+    ::close(fd_);
+    fd_ = wfd;  // positioned at its end: appends continue in the new file
+    base_ = written + tail.size();
+    appended_ = 0;
+    error_.clear();
   }
-  base_ = total;
-  appended_ = 0;
+  ::close(rfd);
+  std::string dir = path_.substr(0, path_.rfind('/'));
+  int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);  // the rename itself
+    ::close(dfd);
+  }
   return true;
 }
 

@@ -3,6 +3,7 @@
 // format (replay, torn tails, rewrite).
 #include <catch2/catch.hpp>
 
+#include <map>
 #include <set>
 #include <string>
 
@@ -218,24 +219,96 @@ TEST_CASE("journal: a torn or corrupt tail is cut at the last good record") {
   CHECK(again.torn() == 0);
 }
 
-TEST_CASE("journal: rewrite keeps only what the owner still has") {
+namespace {
+
+// What a replay of `dir` leaves live: "b<token>" or "c<id>" -> the record's
+// aor or outside call-id, the way the control plane applies it.
+std::map<std::string, std::string> live_after_replay(const std::string& dir, Journal* j) {
+  std::map<std::string, std::string> live;
+  for (const v1::JournalRecord& r : replay(j, dir)) {
+    switch (r.record_case()) {
+      case v1::JournalRecord::kBinding: live["b" + r.binding().token()] = r.binding().aor(); break;
+      case v1::JournalRecord::kBindingRemoved: live.erase("b" + r.binding_removed()); break;
+      case v1::JournalRecord::kCall:
+        live["c" + std::to_string(r.call().id())] = r.call().outside().call_id();
+        break;
+      case v1::JournalRecord::kCallEnded: live.erase("c" + std::to_string(r.call_ended())); break;
+      default: break;
+    }
+  }
+  return live;
+}
+
+v1::JournalRecord call(uint64_t id, const std::string& call_id) {
+  v1::JournalRecord r;
+  r.mutable_call()->set_id(id);
+  r.mutable_call()->mutable_outside()->set_call_id(call_id);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("journal: compaction keeps the latest record of each live call and binding") {
   TempDir d;
   Journal j;
   replay(&j, d.path);
   for (int i = 0; i < 100; ++i) j.append(binding("t" + std::to_string(i)));
+  for (int i = 0; i < 100; ++i) {
+    if (i == 42 || i == 43) continue;
+    v1::JournalRecord gone;
+    gone.set_binding_removed("t" + std::to_string(i));
+    j.append(gone);
+  }
+  v1::JournalRecord again43 = binding("t43");
+  again43.mutable_binding()->set_aor("sip:moved@example.net");
+  j.append(again43);
+  v1::JournalRecord expired = binding("old");
+  expired.mutable_binding()->set_expires_unix_ms(1000);  // 1970: long gone
+  j.append(expired);
+  j.append(call(7, "seven@x"));
+  j.append(call(8, "eight@x"));
+  j.append(call(8, "eight-after-reinvite@x"));
+  v1::JournalRecord end;
+  end.set_call_ended(7);
+  j.append(end);
   uint64_t before = j.bytes();
-  std::string err;
-  REQUIRE(j.rewrite([](const std::function<void(const v1::JournalRecord&)>& emit) {
-    emit(binding("t42"));
-  }, &err));
-  CHECK(j.bytes() < before / 50);
-  j.append(binding("t43"));
-  Journal again;
-  auto got = replay(&again, d.path);
-  REQUIRE(got.size() == 2);
-  CHECK(got[0].binding().token() == "t42");
-  CHECK(got[1].binding().token() == "t43");
-  CHECK_FALSE(again.wants_rewrite());
+  REQUIRE(j.compact(true));
+  CHECK(j.compactions() == 1);
+  CHECK(j.bytes() < before / 10);
+  j.append(binding("t44"));
+  Journal after;
+  auto live = live_after_replay(d.path, &after);
+  CHECK(after.replayed() == 4);  // t42, t43, call 8, then t44
+  REQUIRE(live.size() == 4);
+  CHECK(live["bt42"] == "sip:t42@example.net");
+  CHECK(live["bt43"] == "sip:moved@example.net");
+  CHECK(live["bt44"] == "sip:t44@example.net");
+  CHECK(live["c8"] == "eight-after-reinvite@x");
+  CHECK_FALSE(after.wants_compaction());
+}
+
+TEST_CASE("journal: records appended while a compaction runs are kept") {
+  TempDir d;
+  Journal j;
+  replay(&j, d.path);
+  // Enough churn that the compactor is still reading when the appends come.
+  for (int i = 0; i < 20000; ++i) j.append(binding("churn" + std::to_string(i % 50)));
+  REQUIRE(j.compact(false));
+  for (int i = 0; i < 2000; ++i) j.append(binding("late" + std::to_string(i)));
+  v1::JournalRecord gone;
+  gone.set_binding_removed("churn7");
+  j.append(gone);
+  REQUIRE(j.compact(true));  // waits for the one under way (and maybe runs one more)
+  j.append(binding("last"));
+  Journal after;
+  auto live = live_after_replay(d.path, &after);
+  CHECK(live.size() == 49 + 2000 + 1);
+  CHECK(live.count("bchurn7") == 0);
+  CHECK(live.count("bchurn8") == 1);
+  CHECK(live.count("blate0") == 1);
+  CHECK(live.count("blate1999") == 1);
+  CHECK(live.count("blast") == 1);
+  CHECK(after.torn() == 0);
 }
 
 TEST_CASE("journal: a state_dir that cannot be created is a clear error") {
