@@ -1116,13 +1116,9 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
     m.remove("Proxy-Authorization");
   }
   if (const std::string* rp = req.get("Replaces")) m.add("Replaces", map_replaces(*rp, ts));
-  c.inv_initial = true;
-  c.caller = fs;
-  c.caller_stx = stx;
-  c.caller_invite = req;
+  begin_invite(c, stx, req, fs, true);
   c.initial_stx = stx;
   stx_call_[stx] = id;
-  c.offer_in_invite = has_sdp(req);
   if (c.offer_in_invite) {
     std::string body;
     int code = 488;
@@ -1330,11 +1326,17 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
   Message r = sip::make_response(c.caller_invite, resp.status, resp.reason, a.local_tag);
   copy_headers(resp, &r, false);
   if (resp.status > 100 && resp.status < 300) r.add("Contact", a.contact);
-  if (has_sdp(resp) && resp.status < 300) {
+  bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
+  if (has_sdp(resp) && resp.status < 300 && offer && !c.early_offer.empty()) {
+    set_sdp(&r, std::string(c.early_offer));  // the offer once more, as first sent
+  } else if (has_sdp(resp) && resp.status < 300) {
     std::string body;
     int code = 488;
-    bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
     if (rewrite_sdp(c, ts, offer, resp.body, &body, &code)) {
+      if (offer && resp.status < 200 && resp.get("RSeq")) {  // reliable: PRACK answers
+        c.early_offer = body;
+        c.early_offer_open = true;
+      }
       set_sdp(&r, std::move(body));
     } else {
       ++counters_["bad_answers"];
@@ -1398,7 +1400,7 @@ void Gateway::on_ack(const Message& ack, const Peer& from) {
   Side ts = other(c.caller);
   Message m = new_request(c, ts, "ACK");
   m.set("CSeq", std::to_string(c.inv_cseq_out) + " ACK");
-  if (has_sdp(ack) && !c.offer_in_invite) {
+  if (has_sdp(ack) && !c.offer_in_invite && !c.early_answered) {
     std::string body;
     int code = 488;
     if (rewrite_sdp(c, c.caller, false, ack.body, &body, &code)) {
@@ -1479,11 +1481,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
     Side ts = other(fs);
     Message m = new_request(c, ts, "INVITE");
     copy_headers(req, &m, true);
-    c.inv_initial = false;
-    c.caller = fs;
-    c.caller_stx = stx;
-    c.caller_invite = req;
-    c.offer_in_invite = has_sdp(req);
+    begin_invite(c, stx, req, fs, false);
     c.saved_streams = c.streams;
     if (c.offer_in_invite) {
       std::string body;
@@ -1501,6 +1499,16 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
   relay_request(c, stx, req, fs);
 }
 
+void Gateway::begin_invite(Call& c, uint64_t stx, const Message& req, Side fs, bool initial) {
+  c.inv_initial = initial;
+  c.caller = fs;
+  c.caller_stx = stx;
+  c.caller_invite = req;
+  c.offer_in_invite = has_sdp(req);
+  c.early_offer.clear();
+  c.early_offer_open = c.early_answered = false;
+}
+
 void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) {
   Side ts = other(fs);
   Message m = new_request(c, ts, req.method);
@@ -1513,9 +1521,26 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
     }
   }
   if (const std::string* rt = req.get("Refer-To")) m.set("Refer-To", map_refer_to(*rt, ts));
-  bool update_offer = req.method == "UPDATE" && has_sdp(req);
+  // SDP in a PRACK answers the offer of a reliable provisional when one is
+  // open; otherwise SDP in an UPDATE or PRACK is a new offer, answered in
+  // its 2xx (RFC 3262 5, RFC 3311 5).
+  bool prack_answer = req.method == "PRACK" && has_sdp(req) && c.early_offer_open && fs == c.caller;
+  bool offer = (req.method == "UPDATE" || req.method == "PRACK") && has_sdp(req) && !prack_answer;
   std::vector<Stream> saved;
-  if (update_offer) {
+  if (prack_answer) {
+    std::string body;
+    int code = 488;
+    if (!rewrite_sdp(c, fs, false, req.body, &body, &code)) {
+      ++counters_["bad_answers"];
+      reply(stx, req, code, "Not Acceptable Here", c.leg[static_cast<int>(fs)].local_tag);
+      return;
+    }
+    set_sdp(&m, std::move(body));
+    c.early_offer_open = false;
+    c.early_answered = true;
+    push_flows(c);
+    ++counters_["prack_answers"];
+  } else if (offer) {
     saved = c.streams;
     std::string body;
     int code = 488;
@@ -1531,7 +1556,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
   uint64_t id = c.id;
   Message orig = req;
   tx_.request(m, c.leg[static_cast<int>(ts)].peer,
-              [this, id, stx, orig, fs, ts, update_offer, saved](const Message& resp, bool local) {
+              [this, id, stx, orig, fs, ts, offer, saved](const Message& resp, bool local) {
                 (void)local;
                 auto it = calls_.find(id);
                 if (it == calls_.end()) {
@@ -1545,7 +1570,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                 Message r = sip::make_response(orig, resp.status, resp.reason,
                                                cc.leg[static_cast<int>(fs)].local_tag);
                 copy_headers(resp, &r, false);
-                if (update_offer && resp.status >= 200 && resp.status < 300 && has_sdp(resp)) {
+                if (offer && resp.status >= 200 && resp.status < 300 && has_sdp(resp)) {
                   std::string body;
                   int code = 488;
                   if (rewrite_sdp(cc, ts, false, resp.body, &body, &code)) {
@@ -1554,7 +1579,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                     journal_call(cc);
                     emit(12, id, "", "", cc.on_hold ? "hold" : "active");
                   }
-                } else if (update_offer && resp.status >= 300) {
+                } else if (offer && resp.status >= 300) {
                   cc.streams = saved;
                 } else if (!resp.body.empty()) {
                   copy_body(resp, &r);

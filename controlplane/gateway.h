@@ -160,6 +160,13 @@ struct Call {
   sip::Message caller_invite;    // as received
   uint32_t inv_cseq_out = 0;     // its CSeq on the other leg (ACK, PRACK RAck)
   bool offer_in_invite = true;
+  // An offerless INVITE whose offer went out in a reliable provisional
+  // (RFC 3262 5): the answer comes in the PRACK. The offer as sent is kept,
+  // since later responses to the same INVITE may only repeat it (RFC 3261
+  // 13.2.1).
+  std::string early_offer;
+  bool early_offer_open = false;  // sent, its PRACK answer not yet here
+  bool early_answered = false;    // answered in a PRACK
   std::vector<Stream> saved_streams;  // restored when a re-INVITE fails
   std::string ack_bytes;       // our ACK on the callee leg, resent on 2xx retransmissions
   sip::Peer ack_peer;
@@ -327,6 +334,8 @@ class Gateway : public sip::Transactions::Handler {
   void send_invite(Call& call, Side to, sip::Message m, const sip::Peer& target);
   void invite_response(uint64_t call_id, const sip::Message& resp, bool local);
   void relay_request(Call& call, uint64_t stx, const sip::Message& req, Side from);
+  // An INVITE transaction pair starts: the (re-)INVITE `req` from `fs`.
+  void begin_invite(Call& c, uint64_t stx, const sip::Message& req, Side fs, bool initial);
   sip::Message new_request(Call& call, Side side, const std::string& method) {
     return new_request(call.leg[static_cast<int>(side)], method);
   }

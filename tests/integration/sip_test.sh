@@ -44,6 +44,25 @@ phone ph3 phone_cancel udp $PHONE 5070 $RELAY_OUT:5060 -s 102
 check "CANCEL relayed, 487 back to the phone" both_ok ph3 pbx3
 check "no call left after CANCEL" eq "$(calls_count)" 0
 
+echo "== offerless INVITE with reliable provisionals: the offer in a 183 (100rel), its answer in the PRACK"
+pbx pbx6 pbx_prack udp $PBX 5060 -
+sleep 0.5
+phone ph6 phone_prack udp $PHONE 5070 $RELAY_OUT:5060 -s 104
+sleep 2
+out_pk=$(flow_packets $RELAY_OUT); in_pk=$(flow_packets $RELAY_IN)
+check "RTP phone->PBX crossed the dataplane after the PRACK ($out_pk packets)" ge "$out_pk" 20
+check "RTP PBX->phone crossed the dataplane after the PRACK ($in_pk packets)" ge "$in_pk" 20
+check "183, PRACK, 200, 200, ACK, BYE at both ends" both_ok ph6 pbx6
+check "the phone got the offer on the relay's outside address" grep -q "c=IN IP4 $RELAY_OUT" "$SIPP_LOG_ROOT/ph6/messages.log"
+check "the PBX got the answer in the PRACK, on the relay's inside address" python3 - "$SIPP_LOG_ROOT/pbx6/messages.log" "$RELAY_IN" <<'PY'
+import re, sys
+log, relay = open(sys.argv[1]).read(), sys.argv[2]
+pracks = [b for b in log.split("\n-----") if re.search(r"^PRACK ", b, re.M)]
+sys.exit(0 if pracks and all(("c=IN IP4 " + relay) in b and "RAck: 1 " in b for b in pracks) else 1)
+PY
+check "counted as a PRACK answer" eq "$(counter prack_answers)" 1
+check "no call left" eq "$(calls_count)" 0
+
 echo "== call from the PBX to a registered teleworker (REGISTER, then inbound INVITE)"
 pbx reg2 pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
 sleep 0.5
