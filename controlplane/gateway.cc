@@ -1116,6 +1116,15 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
     m.remove("Proxy-Authorization");
   }
   if (const std::string* rp = req.get("Replaces")) m.add("Replaces", map_replaces(*rp, ts));
+  // RFC 4028: a caller that asked for no session timer gets one all the
+  // same, on the callee's leg and refreshed by the callee, so that a dialog
+  // whose far end vanished still ends (see session_timer_refreshed).
+  uint32_t se = cfg_.timers().session_expires_s();
+  if (se && !req.get("Session-Expires")) {
+    m.set("Session-Expires", std::to_string(se) + ";refresher=uas");
+    add_option_tag(&m, "Supported", "timer");
+    c.st_imposed = true;
+  }
   begin_invite(c, stx, req, fs, true);
   c.initial_stx = stx;
   stx_call_[stx] = id;
@@ -1325,6 +1334,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
   }
   Message r = sip::make_response(c.caller_invite, resp.status, resp.reason, a.local_tag);
   copy_headers(resp, &r, false);
+  if (c.inv_initial && c.st_imposed) strip_session_timer(&r);  // the caller asked for none
   if (resp.status > 100 && resp.status < 300) r.add("Contact", a.contact);
   bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
   if (has_sdp(resp) && resp.status < 300 && offer && !c.early_offer.empty()) {
@@ -1362,12 +1372,26 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
       if (c.outbound)
         for (size_t i = 0; i < upstreams_.size(); ++i)
           if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), true, -1);
+      if (c.st_imposed) {
+        // The callee agreed to refresh (refresher=uas, as asked), or has no
+        // timer; one that wants the relay to refresh is not held to it.
+        std::string se = resp.value("Session-Expires");
+        c.session_expires_s = parse_u32(sip::uri_of(se), 0);
+        if (c.session_expires_s && lower(sip::param(se, "refresher")) != "uas") {
+          ++counters_["session_timer_refresher_refused"];
+          c.session_expires_s = 0;
+        }
+        c.st_imposed = c.session_expires_s != 0;
+        c.st_refresher = ts;
+      } else {
+        c.session_expires_s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
+      }
+      arm_session_timer(c);
     } else {
       ++c.reinvites;
       emit(12, id, "", "", c.on_hold ? "hold" : "active");
+      session_timer_refreshed(c, c.caller, c.caller_invite, resp, &r);
     }
-    c.session_expires_s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
-    arm_session_timer(c);
     journal_call(c);
     c.waiting_ack = true;
     c.saved_streams.clear();
@@ -1382,10 +1406,17 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     end_call(id, "rejected-" + std::to_string(resp.status), false, false);
     return;
   }
-  // A re-INVITE failed: the session stays as it was.
+  // A re-INVITE failed: the session stays as it was, unless the other side
+  // no longer has the dialog or did not answer at all (RFC 5057 5.1: 481 and
+  // 408 end it), as when a session refresh finds the far end gone.
   if (!c.saved_streams.empty()) c.streams = c.saved_streams;
   c.saved_streams.clear();
   tx_.respond(c.caller_stx, r);
+  if (resp.status == 481 || resp.status == 408) {
+    ++counters_["reinvite_dialog_gone"];
+    end_call(id, "reinvite-" + std::to_string(resp.status), c.caller == Side::kOutside,
+             c.caller == Side::kInside);
+  }
 }
 
 void Gateway::on_ack(const Message& ack, const Peer& from) {
@@ -1439,6 +1470,38 @@ void Gateway::on_ack_timeout(uint64_t stx) {
   end_call(s->second, "no-ack", true, true);
 }
 
+void Gateway::session_timer_request(const Call& c, Side from, Message* m) const {
+  if (!c.st_imposed) return;  // the UAs' own timer passes through as it is
+  if (from == c.st_refresher) {
+    strip_session_timer(m);  // a refresh; the other side runs no timer
+  } else {
+    // The refresher stays the refresher when the other side re-INVITEs.
+    m->set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uas");
+    add_option_tag(m, "Supported", "timer");
+  }
+}
+
+void Gateway::session_timer_refreshed(Call& c, Side from, const Message& req, const Message& resp,
+                                      Message* r) {
+  if (!c.st_imposed) {
+    uint32_t s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
+    if (req.method == "INVITE" || s) c.session_expires_s = s;
+  } else if (from == c.st_refresher) {
+    // Its refresh, answered by the relay as the UAS of a timer it asked for
+    // (RFC 4028 9): the interval it asks for, itself as the refresher.
+    uint32_t s = parse_u32(sip::uri_of(req.value("Session-Expires")), 0);
+    if (s) c.session_expires_s = s;
+    r->set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
+    add_option_tag(r, "Require", "timer");
+    ++counters_["session_refreshes"];
+  } else {
+    strip_session_timer(r);
+    uint32_t s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
+    if (s) c.session_expires_s = s;
+  }
+  arm_session_timer(c);
+}
+
 void Gateway::arm_session_timer(Call& c) {
   timers_->cancel(c.session_timer);
   c.session_timer = 0;
@@ -1482,6 +1545,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
     Message m = new_request(c, ts, "INVITE");
     copy_headers(req, &m, true);
     begin_invite(c, stx, req, fs, false);
+    session_timer_request(c, fs, &m);
     c.saved_streams = c.streams;
     if (c.offer_in_invite) {
       std::string body;
@@ -1521,6 +1585,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
     }
   }
   if (const std::string* rt = req.get("Refer-To")) m.set("Refer-To", map_refer_to(*rt, ts));
+  if (req.method == "UPDATE") session_timer_request(c, fs, &m);
   // SDP in a PRACK answers the offer of a reliable provisional when one is
   // open; otherwise SDP in an UPDATE or PRACK is a new offer, answered in
   // its 2xx (RFC 3262 5, RFC 3311 5).
@@ -1585,7 +1650,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                   copy_body(resp, &r);
                 }
                 if (resp.status >= 200 && resp.status < 300 && orig.method == "UPDATE")
-                  arm_session_timer(cc);
+                  session_timer_refreshed(cc, fs, orig, resp, &r);
                 tx_.respond(stx, r);
               });
 }

@@ -149,6 +149,12 @@ struct Call {
   uint32_t reinvites = 0;
   bool on_hold = false;
   uint32_t session_expires_s = 0;
+  // RFC 4028 imposed by the relay: the dialog-creating INVITE asked for no
+  // session timer, so the relay asked the callee for timers.session_expires_s
+  // with refresher=uas. If the callee agreed, its side refreshes
+  // (st_refresher) and the other side never sees the timer's headers.
+  bool st_imposed = false;
+  Side st_refresher = Side::kInside;
   sip::Timers::Id invite_timer = 0, session_timer = 0;
   // The INVITE transaction pair under way (the dialog-creating one, or a
   // re-INVITE): at most one per call, as RFC 3261 14.1 allows per dialog.
@@ -361,6 +367,12 @@ class Gateway : public sip::Transactions::Handler {
   void remove_flows(Call& call);
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);
+  // The session timer's part of a re-INVITE or UPDATE `m` relayed from
+  // `from`, and of the 2xx `r` that answers one (`req` and `resp` as they
+  // arrived); then re-arms the timer.
+  void session_timer_request(const Call& c, Side from, sip::Message* m) const;
+  void session_timer_refreshed(Call& c, Side from, const sip::Message& req,
+                               const sip::Message& resp, sip::Message* r);
   std::string map_replaces(const std::string& value, Side to) const;
   std::string map_refer_to(const std::string& value, Side to) const;
   sip::Peer upstream_peer(int* index, const std::vector<int>* exclude = nullptr);

@@ -128,6 +128,7 @@ cfg::JournalRecord Gateway::call_record(const Call& c) const {
   j->set_on_hold(c.on_hold);
   j->set_session_expires_s(c.session_expires_s);
   j->set_flows_pushed(c.flows_pushed);
+  j->set_timer_refresher(c.st_imposed ? 1 + static_cast<uint32_t>(c.st_refresher) : 0);
   return r;
 }
 
@@ -213,6 +214,8 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
   c.on_hold = j.on_hold();
   c.session_expires_s = j.session_expires_s();
   c.flows_pushed = j.flows_pushed();
+  c.st_imposed = j.timer_refresher() == 1 || j.timer_refresher() == 2;
+  if (c.st_imposed) c.st_refresher = static_cast<Side>(j.timer_refresher() - 1);
   c.journaled = true;
   c.restored = true;
   c.inv_active = false;

@@ -5,8 +5,10 @@
 
 #include <cctype>
 #include <chrono>
+#include <algorithm>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "controlplane/sip/message.h"
 
@@ -71,6 +73,54 @@ inline void copy_headers(const sip::Message& from, sip::Message* to, bool reques
     if (request && h.name == "P-Asserted-Identity") continue;
     to->headers.push_back(h);
   }
+}
+
+// An option-tag list header (Require, Supported, over one or more header
+// lines) with `tag` added, or removed (the header goes when it empties).
+inline std::vector<std::string> option_tags(const sip::Message& m, const char* name) {
+  std::vector<std::string> tags;
+  for (const std::string& v : m.all(name)) {
+    size_t i = 0;
+    while (i <= v.size()) {
+      size_t e = std::min(v.find(',', i), v.size());
+      size_t a = v.find_first_not_of(" \t", i);
+      size_t b = v.find_last_not_of(" \t", e ? e - 1 : 0);
+      std::string t = a < e && b != std::string::npos && b >= a ? v.substr(a, b - a + 1) : "";
+      if (!t.empty()) tags.push_back(t);
+      i = e + 1;
+    }
+  }
+  return tags;
+}
+
+inline void set_option_tags(sip::Message* m, const char* name, const std::vector<std::string>& tags) {
+  m->remove(name);
+  std::string v;
+  for (const std::string& t : tags) v += (v.empty() ? "" : ", ") + t;
+  if (!v.empty()) m->add(name, v);
+}
+
+inline void add_option_tag(sip::Message* m, const char* name, const std::string& tag) {
+  std::vector<std::string> tags = option_tags(*m, name);
+  for (const std::string& t : tags)
+    if (lower(t) == tag) return;
+  tags.push_back(tag);
+  set_option_tags(m, name, tags);
+}
+
+inline void drop_option_tag(sip::Message* m, const char* name, const std::string& tag) {
+  std::vector<std::string> tags = option_tags(*m, name);
+  std::vector<std::string> kept;
+  for (const std::string& t : tags)
+    if (lower(t) != tag) kept.push_back(t);
+  if (kept.size() != tags.size()) set_option_tags(m, name, kept);
+}
+
+// The session timer's headers gone, for a side that runs no timer.
+inline void strip_session_timer(sip::Message* m) {
+  m->remove("Session-Expires");
+  m->remove("Min-SE");
+  drop_option_tag(m, "Require", "timer");
 }
 
 // What the gateway relays or answers, for Allow headers.

@@ -63,6 +63,14 @@ PY
 check "counted as a PRACK answer" eq "$(counter prack_answers)" 1
 check "no call left" eq "$(calls_count)" 0
 
+echo "== session timer imposed by the relay (RFC 4028): the PBX refreshes, the phone never sees it, the relay ends the call when refreshes stop"
+pbx pbx7 pbx_timer udp $PBX 5060 -
+sleep 0.5
+phone ph7 phone_timer udp $PHONE 5070 $RELAY_OUT:5060 -s 105
+check "14400 s asked of the PBX, its refresh confirmed, BYE from the relay at both ends; no timer headers at the phone" both_ok ph7 pbx7
+check "one refresh answered, one session ended by its timer" eq "$(counter session_refreshes) $(counter session_timer_expired)" "1 1"
+check "no call left" eq "$(calls_count)" 0
+
 echo "== call from the PBX to a registered teleworker (REGISTER, then inbound INVITE)"
 pbx reg2 pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
 sleep 0.5
