@@ -8,6 +8,7 @@
 #include <sstream>
 #include <string>
 
+#include "controlplane/gateway_util.h"
 #include "controlplane/sip/message.h"
 
 using namespace sluice::sip;
@@ -291,4 +292,32 @@ TEST_CASE("RFC 4475 details", "[sip][rfc4475]") {
   // baddn's archived file has no blank line after its headers; with one, the
   // unquoted display names with commas are what fails.
   CHECK(parse(by.at("baddn") + "\r\n", false, &m, &used) == Error::kBadAddress);
+}
+
+TEST_CASE("option tags: Require and Supported edited across lines and compact forms") {
+  namespace util = sluice::cp::util;
+  const std::string raw =
+      "INVITE sip:b@example.net SIP/2.0\r\n"
+      "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKopt\r\n"
+      "From: <sip:a@example.net>;tag=1\r\nTo: <sip:b@example.net>\r\n"
+      "Call-ID: opt@x\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\n"
+      "Require: 100rel\r\nRequire: Timer ,foo\r\nk: replaces\r\n"
+      "Session-Expires: 90;refresher=uac\r\nMin-SE: 90\r\nContent-Length: 0\r\n\r\n";
+  Message m;
+  size_t used = 0;
+  REQUIRE(parse(raw, false, &m, &used) == Error::kNone);
+  CHECK(util::option_tags(m, "Require") == std::vector<std::string>{"100rel", "Timer", "foo"});
+  util::add_option_tag(&m, "Supported", "timer");
+  CHECK(m.all("Supported") == std::vector<std::string>{"replaces, timer"});
+  util::add_option_tag(&m, "Supported", "timer");  // already there: unchanged
+  CHECK(m.all("Supported") == std::vector<std::string>{"replaces, timer"});
+  util::strip_session_timer(&m);
+  CHECK(m.all("Require") == std::vector<std::string>{"100rel, foo"});
+  CHECK_FALSE(m.get("Session-Expires"));
+  CHECK_FALSE(m.get("Min-SE"));
+  util::drop_option_tag(&m, "Require", "100rel");
+  util::drop_option_tag(&m, "Require", "foo");
+  CHECK_FALSE(m.get("Require"));  // emptied: gone
+  util::drop_option_tag(&m, "Require", "foo");  // nothing to drop
+  CHECK_FALSE(m.get("Require"));
 }
