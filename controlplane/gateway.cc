@@ -377,13 +377,8 @@ void Gateway::upstream_result(int index, bool ok, int64_t rtt_ms) {
   }
 }
 
-void Gateway::set_srv_targets(const std::vector<net::SrvTarget>& targets) {
+void Gateway::set_srv_targets(const std::vector<net::SrvTarget>& targets, const std::string& via) {
   const std::string& n = cfg_.upstream_srv();
-  auto starts = [&n](const char* p) { return n.compare(0, strlen(p), p) == 0; };
-  sip::Transport tr = starts("_sips._tcp") ? sip::Transport::kTls
-                      : starts("_sip._tcp") ? sip::Transport::kTcp
-                                            : sip::Transport::kUdp;
-  cfg::Transport ct = tr == sip::Transport::kTls ? cfg::TLS : tr == sip::Transport::kTcp ? cfg::TCP : cfg::UDP;
   size_t before = 0, after = 0;
   for (UpstreamState& u : upstreams_)
     if (u.srv && !u.withdrawn) {
@@ -391,6 +386,10 @@ void Gateway::set_srv_targets(const std::vector<net::SrvTarget>& targets) {
       u.withdrawn = true;
     }
   for (const net::SrvTarget& t : targets) {
+    sip::Transport tr = t.transport == net::SrvTransport::kTls   ? sip::Transport::kTls
+                        : t.transport == net::SrvTransport::kTcp ? sip::Transport::kTcp
+                                                                 : sip::Transport::kUdp;
+    cfg::Transport ct = tr == sip::Transport::kTls ? cfg::TLS : tr == sip::Transport::kTcp ? cfg::TCP : cfg::UDP;
     UpstreamState* u = nullptr;
     for (UpstreamState& x : upstreams_)
       if (x.srv && x.peer.ip == t.ip && x.peer.port == t.port && x.peer.transport == tr) u = &x;
@@ -415,13 +414,15 @@ void Gateway::set_srv_targets(const std::vector<net::SrvTarget>& targets) {
     ++after;
   }
   ++counters_["srv_lookups"];
-  if (before != after)
-    fprintf(stderr, "sluice-controlplane: %s: %zu upstream targets (was %zu)\n", n.c_str(), after, before);
+  if (before != after || via != srv_via_)
+    fprintf(stderr, "sluice-controlplane: %s: %zu upstream targets from %s (was %zu)\n", n.c_str(),
+            after, via.c_str(), before);
+  srv_via_ = via;
 }
 
 void Gateway::srv_failed(const std::string& err) {
   if (counters_["srv_failures"]++ == 0 || counters_["srv_failures"] % 60 == 0)
-    fprintf(stderr, "sluice-controlplane: DNS SRV lookup failed (%s); keeping the last answer\n",
+    fprintf(stderr, "sluice-controlplane: DNS lookup failed (%s); keeping the last answer\n",
             err.c_str());
 }
 
@@ -525,7 +526,7 @@ void Gateway::handle_register(uint64_t stx, const Message& req, const Peer& from
     upstream_result(ui, !local, rtt);
     Message out = sip::make_response(orig, r.status, r.reason.c_str());
     out.set("To", r.get("To") ? *r.get("To") : orig.value("To"));
-    copy_headers(r, &out, false);
+    copy_headers(r, &out, true);  // to the phone
     auth_result(orig, r.status, from);
     if (r.status >= 200 && r.status < 300) {
       ++counters_["registrations_ok"];
@@ -1110,7 +1111,7 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   Message m = new_request(c, ts, "INVITE");
   m.uri = ruri;
   m.set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
-  copy_headers(req, &m, true);
+  copy_headers(req, &m, ts == Side::kOutside);
   if (!c.outbound) {
     m.remove("Authorization");
     m.remove("Proxy-Authorization");
@@ -1333,7 +1334,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
     }
   }
   Message r = sip::make_response(c.caller_invite, resp.status, resp.reason, a.local_tag);
-  copy_headers(resp, &r, false);
+  copy_headers(resp, &r, c.caller == Side::kOutside);
   if (c.inv_initial && c.st_imposed) strip_session_timer(&r);  // the caller asked for none
   if (resp.status > 100 && resp.status < 300) r.add("Contact", a.contact);
   bool offer = !c.offer_in_invite;  // an offerless INVITE gets the offer here
@@ -1543,7 +1544,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
     }
     Side ts = other(fs);
     Message m = new_request(c, ts, "INVITE");
-    copy_headers(req, &m, true);
+    copy_headers(req, &m, ts == Side::kOutside);
     begin_invite(c, stx, req, fs, false);
     session_timer_request(c, fs, &m);
     c.saved_streams = c.streams;
@@ -1576,7 +1577,7 @@ void Gateway::begin_invite(Call& c, uint64_t stx, const Message& req, Side fs, b
 void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) {
   Side ts = other(fs);
   Message m = new_request(c, ts, req.method);
-  copy_headers(req, &m, true);
+  copy_headers(req, &m, ts == Side::kOutside);
   if (req.method == "PRACK") {
     // RAck: rseq cseq method; the CSeq is the INVITE's on the other leg.
     if (const std::string* ra = req.get("RAck")) {
@@ -1634,7 +1635,7 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
                 Call& cc = it->second;
                 Message r = sip::make_response(orig, resp.status, resp.reason,
                                                cc.leg[static_cast<int>(fs)].local_tag);
-                copy_headers(resp, &r, false);
+                copy_headers(resp, &r, fs == Side::kOutside);
                 if (offer && resp.status >= 200 && resp.status < 300 && has_sdp(resp)) {
                   std::string body;
                   int code = 488;

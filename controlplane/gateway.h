@@ -282,7 +282,8 @@ class Gateway : public sip::Transactions::Handler {
   bool unblock(uint32_t ip);
   // DNS SRV upstreams (upstream_srv): the latest answer, or a failed lookup
   // (the last good answer stays in use).
-  void set_srv_targets(const std::vector<net::SrvTarget>& targets);
+  // `via`: the SRV name that answered (from NAPTR, or tried under the domain).
+  void set_srv_targets(const std::vector<net::SrvTarget>& targets, const std::string& via);
   void srv_failed(const std::string& err);
   std::map<std::string, uint64_t> counters() const;
   size_t transactions() const { return tx_.size(); }
@@ -414,6 +415,7 @@ class Gateway : public sip::Transactions::Handler {
   std::vector<UpstreamState> upstreams_;
   std::map<std::string, uint64_t> counters_;
   Journal* journal_ = nullptr;
+  std::string srv_via_;  // the SRV name the last DNS answer came from
   uint64_t next_call_ = 1;
   uint64_t sdp_version_ = 1;
   sip::Timers::Id expiry_timer_ = 0, probe_timer_ = 0;

@@ -44,7 +44,7 @@ uint32_t granted_expires(const Message& req, const Message& ok) {
 // credentials removed.
 void relay_headers(const Message& req, bool to_outside, Message* m) {
   m->set("Max-Forwards", std::to_string(req.max_forwards < 0 ? 69 : req.max_forwards - 1));
-  util::copy_headers(req, m, true);
+  util::copy_headers(req, m, to_outside);
   if (to_outside) {
     m->remove("Authorization");
     m->remove("Proxy-Authorization");
@@ -52,10 +52,12 @@ void relay_headers(const Message& req, bool to_outside, Message* m) {
   if (!req.body.empty()) util::copy_body(req, m);
 }
 
-// The far side's answer mapped onto the request we received.
-Message mapped_response(const Message& req, const Message& resp, const std::string& to_tag) {
+// The far side's answer mapped onto the request we received (from the
+// outside when `to_outside`).
+Message mapped_response(const Message& req, const Message& resp, const std::string& to_tag,
+                        bool to_outside) {
   Message r = sip::make_response(req, resp.status, resp.reason, to_tag);
-  util::copy_headers(resp, &r, false);
+  util::copy_headers(resp, &r, to_outside);
   if (!resp.body.empty()) util::copy_body(resp, &r);
   return r;
 }
@@ -109,17 +111,19 @@ void Gateway::handle_subscribe(uint64_t stx, const Message& req, const Peer& fro
     return m;
   };
   Message orig = req;
-  up->done = [this, id, stx, orig, from](const Message& resp, bool local, int ui, int64_t rtt) {
+  bool back_out = fs == Side::kOutside;
+  up->done = [this, id, stx, orig, from, back_out](const Message& resp, bool local, int ui,
+                                                  int64_t rtt) {
     if (ui >= 0) upstream_result(ui, !local, rtt);
     auto it = subs_.find(id);
     if (it == subs_.end()) {  // ended meanwhile (its NOTIFY said terminated)
-      tx_.respond(stx, mapped_response(orig, resp, sip::random_token(10)));
+      tx_.respond(stx, mapped_response(orig, resp, sip::random_token(10), back_out));
       return;
     }
     Subscription& s = it->second;
     Leg& a = s.leg[static_cast<int>(s.subscriber)];
     Leg& b = s.leg[static_cast<int>(other(s.subscriber))];
-    Message r = mapped_response(orig, resp, a.local_tag);
+    Message r = mapped_response(orig, resp, a.local_tag, back_out);
     if (resp.status >= 300) {
       auth_result(orig, resp.status, from);
       tx_.respond(stx, r);
@@ -185,7 +189,7 @@ void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer&
     if (resp.status < 200) return;
     auto it = subs_.find(id);
     std::string tag = it == subs_.end() ? std::string() : it->second.leg[static_cast<int>(fs)].local_tag;
-    Message r = mapped_response(orig, resp, tag);
+    Message r = mapped_response(orig, resp, tag, fs == Side::kOutside);
     if (it == subs_.end()) {
       tx_.respond(stx, r);
       return;
@@ -250,10 +254,10 @@ void Gateway::relay_out_of_dialog(uint64_t stx, const Message& req, const Peer& 
     relay_headers(req, ts == Side::kOutside, &m);
     return m;
   };
-  r->done = [this, stx, req, from](const Message& resp, bool local, int ui, int64_t rtt) {
+  r->done = [this, stx, req, from, fs](const Message& resp, bool local, int ui, int64_t rtt) {
     if (ui >= 0) upstream_result(ui, !local, rtt);
     auth_result(req, resp.status, from);
-    tx_.respond(stx, mapped_response(req, resp, sip::random_token(10)));
+    tx_.respond(stx, mapped_response(req, resp, sip::random_token(10), fs == Side::kOutside));
   };
   send_upstream(r, ui, target);
 }

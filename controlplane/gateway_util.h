@@ -64,13 +64,32 @@ inline bool own_header(const std::string& n) {
   return false;
 }
 
-// The headers of a relayed message that pass through (all but our own); from
-// a request, identity assertions are dropped too (RFC 3325: they come from
-// outside the trust domain).
-inline void copy_headers(const sip::Message& from, sip::Message* to, bool request) {
+// Whether a message asks for its asserted identity to be withheld from
+// outside the trust domain (RFC 3323 "Privacy: id").
+inline bool privacy_id(const sip::Message& m) {
+  for (const std::string& v : m.all("Privacy")) {
+    size_t i = 0;
+    while (i <= v.size()) {
+      size_t e = std::min(v.find(';', i), v.size());
+      size_t a = v.find_first_not_of(" \t", i);
+      size_t b = v.find_last_not_of(" \t", e ? e - 1 : 0);
+      if (a < e && b != std::string::npos && b >= a && lower(v.substr(a, b - a + 1)) == "id") return true;
+      i = e + 1;
+    }
+  }
+  return false;
+}
+
+// The headers of a relayed message that pass through (all but our own).
+// Identity (RFC 3325): the PBX is the trust domain, the phones are not. So a
+// P-Asserted-Identity from a phone never reaches the PBX (its
+// P-Preferred-Identity does, for the PBX to assert), and the PBX's reaches
+// a phone unless it asks for privacy.
+inline void copy_headers(const sip::Message& from, sip::Message* to, bool to_outside) {
+  bool withhold = !to_outside || privacy_id(from);
   for (const sip::Header& h : from.headers) {
     if (own_header(h.name)) continue;
-    if (request && h.name == "P-Asserted-Identity") continue;
+    if (withhold && h.name == "P-Asserted-Identity") continue;
     to->headers.push_back(h);
   }
 }

@@ -30,10 +30,10 @@ void SrvWatch::run() {
     lk.unlock();
     auto targets = std::make_shared<std::vector<net::SrvTarget>>();
     uint32_t ttl = 0;
-    std::string err;
-    bool ok = net::resolve_srv(name_, targets.get(), &ttl, &err);
+    std::string err, via;
+    bool ok = net::resolve_upstream(name_, targets.get(), &ttl, &via, &err);
     if (ok)
-      loop_->post([this, targets] { gateway_->set_srv_targets(*targets); });
+      loop_->post([this, targets, via] { gateway_->set_srv_targets(*targets, via); });
     else
       loop_->post([this, err] { gateway_->srv_failed(err); });
     uint32_t wait_s = ok ? std::clamp<uint32_t>(ttl, 5, 300) : 5;

@@ -30,6 +30,8 @@ check "call with hold/resume completed at both ends" both_ok ph1 pbx1
 check "the call is gone afterwards" eq "$(calls_count)" 0
 check "its flows are removed" eq "$(flows_count)" 0
 check "two re-INVITEs relayed" ge "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/pbx1/messages.log")" 3
+check "a phone's P-Asserted-Identity never reaches the PBX, its P-Preferred-Identity does" \
+  eq "$(grep -c spoofed.example "$SIPP_LOG_ROOT/pbx1/messages.log") $(grep -c -m1 'P-Preferred-Identity: <sip:alice@teleworker.example>' "$SIPP_LOG_ROOT/pbx1/messages.log")" "0 1"
 
 echo "== BYE from the PBX side"
 pbx pbx2 pbx_answer_bye udp $PBX 5060 -
@@ -78,6 +80,7 @@ phone ph4 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
 sleep 1.5
 pbx pbx4 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
 check "inbound call reached the phone over its NAT binding" both_ok pbx4 ph4
+check "the PBX's asserted identity reached the phone (RFC 3325)" grep -q 'P-Asserted-Identity: "Reception" <sip:200@pbx.example>' "$SIPP_LOG_ROOT/ph4/messages.log"
 sipp_stop "$SIPP_LOG_ROOT/reg2"
 
 echo "== message waiting: the phone subscribes at the PBX (RFC 6665 SUBSCRIBE/NOTIFY through the B2BUA)"
@@ -259,10 +262,11 @@ check "the binding is listed" eq "$(sluicectl --json registrations list | grep -
 
 echo "== DNS SRV upstreams: two targets from a DNS server, the first one silent"
 cp_stop
-# ip netns exec mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf
+# ip netns exec mounts /etc/netns/NS/resolv.conf over /etc/resolv.conf; it
+# execs the stub, so $! is the stub's own pid and kill stops it.
 mkdir -p "/etc/netns/$NS_RELAY"
 echo "nameserver 127.0.0.1" >"/etc/netns/$NS_RELAY/resolv.conf"
-in_relay python3 "$ROOT/tests/integration/dns_stub.py" --bind 127.0.0.1:53 --ttl 5 --seconds 60 \
+ip netns exec "$NS_RELAY" python3 "$ROOT/tests/integration/dns_stub.py" --bind 127.0.0.1:53 --ttl 5 --seconds 60 \
   --srv _sip._udp.pbx.lab=10:1:5090:pbx-a.lab --srv _sip._udp.pbx.lab=20:1:5060:pbx-b.lab \
   --a pbx-a.lab=$PBX --a pbx-b.lab=$PBX >"$LAB_DIR/dns.log" 2>&1 &
 DNS=$!
@@ -284,5 +288,40 @@ check "one failover counted" eq "$(counter upstream_failovers)" 1
 check "the resolver re-reads the records at their TTL" wait_for 12 '[ "$(counter srv_lookups)" -ge 2 ]'
 sluicectl upstreams list
 kill $DNS 2>/dev/null
+wait $DNS 2>/dev/null
+
+echo "== RFC 3263: a SIP domain located by NAPTR (an SCTP record skipped, UDP preferred over TCP), then one with SRV records only"
+cp_stop
+ip netns exec "$NS_RELAY" python3 "$ROOT/tests/integration/dns_stub.py" --bind 127.0.0.1:53 --ttl 30 --seconds 60 \
+  --naptr pbx.lab=5:10:s:SIP+D2S:_sip._sctp.pbx.lab --naptr pbx.lab=10:20:s:SIP+D2T:_sip._tcp.pbx.lab \
+  --naptr pbx.lab=10:10:s:SIP+D2U:_sip._udp.pbx.lab \
+  --srv _sip._udp.pbx.lab=10:1:5060:pbx-b.lab --srv _sip._tcp.pbx.lab=10:1:5060:pbx-b.lab \
+  --srv _sip._sctp.pbx.lab=10:1:5060:pbx-b.lab --srv _sip._udp.pbx2.lab=30:1:5060:pbx-c.lab \
+  --a pbx-b.lab=$PBX --a pbx-c.lab=$PBX >"$LAB_DIR/dns2.log" 2>&1 &
+DNS=$!
+sleep 0.3
+srv_transports() { sluicectl --json upstreams list | python3 -c "
+import json,sys
+print(' '.join('%s=%s:%s/%s' % (u['host'], u['endpoint']['address'], u['transport'], u['priority'])
+               for u in json.load(sys.stdin).get('upstreams',[]) if u.get('source')=='srv'))"; }
+LAB_UPSTREAMS='upstream_srv: "pbx.lab"' lab_cp_conf "$LAB_DIR/naptr.conf"
+cp_start "$LAB_DIR/naptr.conf" || exit 1
+for _ in $(seq 1 30); do [ -n "$(srv_transports)" ] && break; sleep 0.1; done
+check "NAPTR picked SIP+D2U: its SRV target is the upstream, over UDP" eq "$(srv_transports)" "pbx-b.lab=$PBX:TRANSPORT_UDP/10"
+check "the log names the SRV name NAPTR led to" grep -q "controlplane: pbx.lab: 1 upstream targets from _sip._udp.pbx.lab" "$LAB_DIR/controlplane.log"
+pbx pbx9 pbx_answer udp $PBX 5060 -
+sleep 0.5
+phone ph9 phone_call udp $PHONE 5070 $RELAY_OUT:5060 -s 107
+check "a call reaches the upstream found by NAPTR" both_ok ph9 pbx9
+cp_stop
+LAB_UPSTREAMS='upstream_srv: "pbx2.lab"' lab_cp_conf "$LAB_DIR/naptr2.conf"
+cp_start "$LAB_DIR/naptr2.conf" || exit 1
+for _ in $(seq 1 30); do [ -n "$(srv_transports)" ] && break; sleep 0.1; done
+check "no NAPTR: _sips._tcp and _sip._tcp tried, _sip._udp answered" eq "$(srv_transports)" "pbx-c.lab=$PBX:TRANSPORT_UDP/30"
+check "the DNS server saw the NAPTR query, then the three SRV queries in order" eq \
+  "$(grep -o -E '(NAPTR|SRV) [^ ]*pbx2.lab' "$LAB_DIR/dns2.log" | tr '\n' ' ' | sed 's/ $//')" \
+  "NAPTR pbx2.lab SRV _sips._tcp.pbx2.lab SRV _sip._tcp.pbx2.lab SRV _sip._udp.pbx2.lab"
+kill $DNS 2>/dev/null
+wait $DNS 2>/dev/null
 
 sluicectl status | head -12

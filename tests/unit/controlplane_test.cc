@@ -18,6 +18,7 @@
 #include "controlplane/config.h"
 #include "controlplane/journal.h"
 #include "controlplane/media.h"
+#include "controlplane/net/srv.h"
 #include "sluice/controlplane/v1/journal.pb.h"
 
 using namespace sluice::cp;
@@ -316,4 +317,33 @@ TEST_CASE("journal: a state_dir that cannot be created is a clear error") {
   std::string err;
   CHECK_FALSE(j.open("/proc/sluice-no/such", [](const v1::JournalRecord&) {}, &err));
   CHECK(err.find("state_dir") != std::string::npos);
+}
+
+TEST_CASE("NAPTR: the records RFC 3263 lets a SIP client use, best first") {
+  using sluice::net::Naptr;
+  auto n = [](uint16_t order, uint16_t pref, const char* flags, const char* service, const char* repl) {
+    Naptr r;
+    r.order = order;
+    r.preference = pref;
+    r.flags = flags;
+    r.service = service;
+    r.replacement = repl;
+    return r;
+  };
+  auto got = sluice::net::usable_naptrs({
+      n(20, 10, "s", "SIP+D2U", "_sip._udp.late"),
+      n(10, 50, "S", "SIPS+D2T", "_sips._tcp.b"),
+      n(10, 5, "s", "SIP+D2T", "_sip._tcp.a"),
+      n(1, 1, "s", "SIP+D2S", "_sip._sctp.x"),   // SCTP: not spoken here
+      n(1, 1, "u", "SIP+D2U", "!^.*$!sip:x!"),   // a regexp rule, not an SRV name
+      n(1, 1, "s", "E2U+sip", "_sip._udp.enum"),  // ENUM, not SIP location
+      n(1, 1, "s", "SIP+D2U", "."),               // "." : nothing here
+  });
+  REQUIRE(got.size() == 3);
+  CHECK(got[0].replacement == "_sip._tcp.a");
+  CHECK(got[1].replacement == "_sips._tcp.b");
+  CHECK(got[2].replacement == "_sip._udp.late");
+  CHECK(sluice::net::transport_of_srv_name("_SIPS._tcp.x") == sluice::net::SrvTransport::kTls);
+  CHECK(sluice::net::transport_of_srv_name("_sip._tcp.x") == sluice::net::SrvTransport::kTcp);
+  CHECK(sluice::net::transport_of_srv_name("_sip._udp.x") == sluice::net::SrvTransport::kUdp);
 }

@@ -321,3 +321,29 @@ TEST_CASE("option tags: Require and Supported edited across lines and compact fo
   util::drop_option_tag(&m, "Require", "foo");  // nothing to drop
   CHECK_FALSE(m.get("Require"));
 }
+
+TEST_CASE("identity: a phone's P-Asserted-Identity stays out, the PBX's reaches phones unless private") {
+  namespace util = sluice::cp::util;
+  auto msg = [](const std::string& extra) {
+    Message m;
+    size_t used = 0;
+    std::string raw =
+        "INVITE sip:b@example.net SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bKpai\r\n"
+        "From: <sip:a@example.net>;tag=1\r\nTo: <sip:b@example.net>\r\nCall-ID: pai@x\r\n"
+        "CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nP-Asserted-Identity: <sip:200@pbx.example>\r\n" +
+        extra + "Content-Length: 0\r\n\r\n";
+    REQUIRE(parse(raw, false, &m, &used) == Error::kNone);
+    return m;
+  };
+  auto relayed = [](const Message& from, bool to_outside) {
+    Message to;
+    util::copy_headers(from, &to, to_outside);
+    return to.get("P-Asserted-Identity") != nullptr;
+  };
+  CHECK(relayed(msg(""), true));                         // PBX -> phone
+  CHECK_FALSE(relayed(msg(""), false));                  // phone -> PBX
+  CHECK_FALSE(relayed(msg("Privacy: id\r\n"), true));    // the PBX asks for privacy
+  CHECK_FALSE(relayed(msg("Privacy: user ; ID\r\n"), true));
+  CHECK(relayed(msg("Privacy: none\r\n"), true));
+  CHECK(relayed(msg("Privacy: header\r\n"), true));      // "id" only as a whole value
+}
