@@ -127,6 +127,16 @@ read -r peak_calls peak_rss <"$W/peak" 2>/dev/null || { peak_calls=0; peak_rss=$
 counter_of() { sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='$1'),0))"; }
 flows_pushed=$(counter_of flows_pushed)
 left=$(status_field calls)
+# Calls still up when SIPp ended are a backlog being worked off (at
+# overload): they must drain. Seconds until none was left, -1 if some still
+# were after 30 s.
+drain_t0=$(date +%s.%N); drain_s=-1
+for _ in $(seq 1 300); do
+  c=$(status_field calls)
+  if [ "${c:-0}" = 0 ]; then drain_s=$(python3 -c "print(round($(date +%s.%N) - $drain_t0, 1))"); break; fi
+  sleep 0.1
+done
+left_after_drain=$(status_field calls)
 
 # 3. Registrations held: the PBX registrar answers; the phones register.
 log "registrations: $REGS at $REG_RATE/s"
@@ -166,6 +176,7 @@ d = {
   "peak_calls": int("$peak_calls" or 0),
   "bytes_per_call": int(($peak_rss - $rss0) / $peak_calls) if int("$peak_calls" or 0) > 0 else None,
   "calls_left_after": int("$left" or 0),
+  "calls_drain_s": $drain_s, "calls_left_after_drain": int("$left_after_drain" or 0),
   "flows_pushed": int("$flows_pushed" or 0),
   "registrations": $REGS, "registrations_held": int("$regs_held" or 0),
   "bytes_per_registration": int(($rss2 - $rss1) / int("$regs_held")) if int("$regs_held" or 0) > 0 else None,
