@@ -1373,19 +1373,17 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
       if (c.outbound)
         for (size_t i = 0; i < upstreams_.size(); ++i)
           if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), true, -1);
+      std::string se = resp.value("Session-Expires");
+      c.session_expires_s = parse_u32(sip::uri_of(se), 0);
       if (c.st_imposed) {
         // The callee agreed to refresh (refresher=uas, as asked), or has no
         // timer; one that wants the relay to refresh is not held to it.
-        std::string se = resp.value("Session-Expires");
-        c.session_expires_s = parse_u32(sip::uri_of(se), 0);
         if (c.session_expires_s && lower(sip::param(se, "refresher")) != "uas") {
           ++counters_["session_timer_refresher_refused"];
           c.session_expires_s = 0;
         }
         c.st_imposed = c.session_expires_s != 0;
         c.st_refresher = ts;
-      } else {
-        c.session_expires_s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
       }
       arm_session_timer(c);
     } else {

@@ -168,14 +168,16 @@ void Journal::append(const Record& r) {
     ++write_errors_;
   } else {
     appended_ += f.size();
-    if (!busy_ && appended_ > 4 * base_ + (4u << 20)) start_locked();
+    if (!busy_ && outgrown_locked()) start_locked();
   }
   raise_to(&stall_max_us_, micros_since(t0));
 }
 
+bool Journal::outgrown_locked() const { return appended_ > 4 * base_ + (4u << 20); }
+
 bool Journal::wants_compaction() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return appended_ > 4 * base_ + (4u << 20);
+  return outgrown_locked();
 }
 
 uint64_t Journal::bytes() const {

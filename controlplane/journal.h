@@ -66,7 +66,8 @@ class Journal {
 
  private:
   bool run_compaction();
-  void start_locked();  // mu_ held
+  void start_locked();           // mu_ held
+  bool outgrown_locked() const;  // mu_ held: four times the last compacted size, and 4 MiB
 
   std::string path_;
   mutable std::mutex mu_;  // fd_, base_, appended_, error_

@@ -47,6 +47,21 @@ void a_records(ns_msg& msg, ns_sect sect, std::map<std::string, std::pair<uint32
   }
 }
 
+// The system resolver's state for one lookup, closed when done.
+struct Resolver {
+  struct __res_state st;
+  bool ok;
+  Resolver() {
+    memset(&st, 0, sizeof st);
+    ok = res_ninit(&st) == 0;
+  }
+  ~Resolver() {
+    if (ok) res_nclose(&st);
+  }
+  Resolver(const Resolver&) = delete;
+  Resolver& operator=(const Resolver&) = delete;
+};
+
 // The character-string at *p (RFC 1035 3.3), within [p, end).
 bool char_string(const unsigned char** p, const unsigned char* end, std::string* out) {
   if (*p >= end || *p + 1 + **p > end) return false;
@@ -81,15 +96,15 @@ std::vector<Naptr> usable_naptrs(std::vector<Naptr> all) {
 bool resolve_srv(const std::string& name, std::vector<SrvTarget>* out, uint32_t* ttl,
                  std::string* err) {
   out->clear();
-  struct __res_state st;
-  memset(&st, 0, sizeof st);
-  if (res_ninit(&st) != 0) {
+  Resolver r;
+  if (!r.ok) {
     *err = "resolver initialisation failed";
     return false;
   }
+  res_state st = &r.st;
   std::vector<unsigned char> buf;
   ns_msg msg;
-  bool ok = query(&st, name, ns_t_srv, &buf, &msg, err);
+  bool ok = query(st, name, ns_t_srv, &buf, &msg, err);
   uint32_t min_ttl = UINT32_MAX;
   if (ok) {
     std::map<std::string, std::pair<uint32_t, uint32_t>> addrs;
@@ -113,7 +128,7 @@ bool resolve_srv(const std::string& name, std::vector<SrvTarget>* out, uint32_t*
         std::vector<unsigned char> abuf;
         ns_msg amsg;
         std::string aerr;
-        if (query(&st, t.target, ns_t_a, &abuf, &amsg, &aerr)) a_records(amsg, ns_s_an, &addrs);
+        if (query(st, t.target, ns_t_a, &abuf, &amsg, &aerr)) a_records(amsg, ns_s_an, &addrs);
         a = addrs.find(t.target);
         if (a == addrs.end()) continue;
       }
@@ -127,7 +142,6 @@ bool resolve_srv(const std::string& name, std::vector<SrvTarget>* out, uint32_t*
       ok = false;
     }
   }
-  res_nclose(&st);
   *ttl = min_ttl == UINT32_MAX ? 0 : min_ttl;
   return ok;
 }
@@ -141,9 +155,8 @@ bool resolve_upstream(const std::string& name, std::vector<SrvTarget>* out, uint
   std::vector<std::pair<std::string, SrvTransport>> names;  // SRV name, transport
   uint32_t naptr_ttl = UINT32_MAX;
   {
-    struct __res_state st;
-    memset(&st, 0, sizeof st);
-    if (res_ninit(&st) != 0) {
+    Resolver r;
+    if (!r.ok) {
       *err = "resolver initialisation failed";
       return false;
     }
@@ -151,7 +164,7 @@ bool resolve_upstream(const std::string& name, std::vector<SrvTarget>* out, uint
     ns_msg msg;
     std::string qerr;
     std::vector<Naptr> all;
-    if (query(&st, name, ns_t_naptr, &buf, &msg, &qerr)) {
+    if (query(&r.st, name, ns_t_naptr, &buf, &msg, &qerr)) {
       for (int i = 0; i < ns_msg_count(msg, ns_s_an); ++i) {
         ns_rr rr;
         if (ns_parserr(&msg, ns_s_an, i, &rr) < 0 || ns_rr_type(rr) != ns_t_naptr) continue;
@@ -173,7 +186,6 @@ bool resolve_upstream(const std::string& name, std::vector<SrvTarget>* out, uint
         all.push_back(std::move(n));
       }
     }
-    res_nclose(&st);
     for (const Naptr& n : usable_naptrs(std::move(all))) {
       std::string s = lower(n.service);
       names.emplace_back(n.replacement, s == "sips+d2t"  ? SrvTransport::kTls
