@@ -1122,8 +1122,7 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   // whose far end vanished still ends (see session_timer_refreshed).
   uint32_t se = cfg_.timers().session_expires_s();
   if (se && !req.get("Session-Expires")) {
-    m.set("Session-Expires", std::to_string(se) + ";refresher=uas");
-    add_option_tag(&m, "Supported", "timer");
+    ask_session_timer(&m, se);
     c.st_imposed = true;
   }
   begin_invite(c, stx, req, fs, true);
@@ -1475,8 +1474,7 @@ void Gateway::session_timer_request(const Call& c, Side from, Message* m) const 
     strip_session_timer(m);  // a refresh; the other side runs no timer
   } else {
     // The refresher stays the refresher when the other side re-INVITEs.
-    m->set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uas");
-    add_option_tag(m, "Supported", "timer");
+    ask_session_timer(m, c.session_expires_s);
   }
 }
 

@@ -135,6 +135,13 @@ inline void drop_option_tag(sip::Message* m, const char* name, const std::string
   if (kept.size() != tags.size()) set_option_tags(m, name, kept);
 }
 
+// A request asking its UAS for a session timer of `s` seconds that the UAS
+// refreshes (RFC 4028 7.1, 7.4).
+inline void ask_session_timer(sip::Message* m, uint32_t s) {
+  m->set("Session-Expires", std::to_string(s) + ";refresher=uas");
+  add_option_tag(m, "Supported", "timer");
+}
+
 // The session timer's headers gone, for a side that runs no timer.
 inline void strip_session_timer(sip::Message* m) {
   m->remove("Session-Expires");

@@ -406,28 +406,30 @@ void SipTransport::on_conn(uint64_t id, uint32_t events) {
   if (conns_.count(id)) update_events(conns_.at(id));
 }
 
+ssize_t SipTransport::conn_io(Conn& c, bool out, void* buf, size_t len) {
+  if (c.ssl) {
+    int r = out ? SSL_write(c.ssl, buf, static_cast<int>(len)) : SSL_read(c.ssl, buf, static_cast<int>(len));
+    if (r > 0) return r;
+    int e = SSL_get_error(c.ssl, r);
+    if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return 0;
+    ERR_clear_error();
+    return -1;
+  }
+  ssize_t n = out ? ::write(c.fd, buf, len) : ::read(c.fd, buf, len);
+  if (n > 0) return n;
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return 0;
+  return -1;  // an error, or the peer closed
+}
+
 void SipTransport::conn_read(Conn& c) {
   uint64_t id = c.id;
   char buf[16384];
   for (;;) {
-    ssize_t n;
-    if (c.ssl) {
-      int r = SSL_read(c.ssl, buf, sizeof buf);
-      if (r <= 0) {
-        int e = SSL_get_error(c.ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
-        ERR_clear_error();
-        close_conn(id);
-        return;
-      }
-      n = r;
-    } else {
-      n = read(c.fd, buf, sizeof buf);
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-      if (n <= 0) {
-        close_conn(id);
-        return;
-      }
+    ssize_t n = conn_io(c, false, buf, sizeof buf);
+    if (n == 0) break;
+    if (n < 0) {
+      close_conn(id);
+      return;
     }
     counters_.rx_bytes += static_cast<size_t>(n);
     c.in.append(buf, static_cast<size_t>(n));
@@ -488,24 +490,11 @@ void SipTransport::deliver_stream(Conn& c) {
 void SipTransport::conn_flush(Conn& c) {
   uint64_t id = c.id;
   while (!c.out.empty() && !c.connecting && !c.handshaking) {
-    ssize_t n;
-    if (c.ssl) {
-      int r = SSL_write(c.ssl, c.out.data(), static_cast<int>(c.out.size()));
-      if (r <= 0) {
-        int e = SSL_get_error(c.ssl, r);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
-        ERR_clear_error();
-        close_conn(id);
-        return;
-      }
-      n = r;
-    } else {
-      n = write(c.fd, c.out.data(), c.out.size());
-      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      if (n <= 0) {
-        close_conn(id);
-        return;
-      }
+    ssize_t n = conn_io(c, true, c.out.data(), c.out.size());
+    if (n == 0) return;
+    if (n < 0) {
+      close_conn(id);
+      return;
     }
     c.out.erase(0, static_cast<size_t>(n));
   }

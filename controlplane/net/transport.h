@@ -132,6 +132,9 @@ class SipTransport : public sip::Sender {
   void on_conn(uint64_t id, uint32_t events);
   void conn_read(Conn& c);
   void conn_flush(Conn& c);
+  // One read or write on a connection, over TLS or not: the bytes moved, 0
+  // when it would block, -1 when the connection failed or closed.
+  ssize_t conn_io(Conn& c, bool out, void* buf, size_t len);
   void deliver_stream(Conn& c);
   void close_conn(uint64_t id);
   uint64_t open_conn(const sip::Peer& to, int li);
