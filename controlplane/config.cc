@@ -65,6 +65,8 @@ absl::Status validate_config(cfg::ControlplaneConfig& c) {
     if (l.tls().require_client_certificate() && l.tls().ca_file().empty())
       return bad(f + ".tls.ca_file", "mutual TLS needs a CA bundle");
     if (l.idle_timeout_s() == 0) l.set_idle_timeout_s(90);
+    if (!l.has_dscp()) l.set_dscp(24);
+    if (l.dscp() > 63) return bad(f + ".dscp", "must be 0..63");
     if (l.disabled()) continue;
     (l.side() == "outside" ? outside : inside) = true;
   }
@@ -96,6 +98,11 @@ absl::Status validate_config(cfg::ControlplaneConfig& c) {
     return bad("media.latch", "'" + m.latch() + "' is not first, allow-n or strict");
   if (m.max_senders() == 0) m.set_max_senders(4);
   if (m.max_senders() > 10) return bad("media.max_senders", "at most 10");
+  if (!m.has_audio_dscp()) m.set_audio_dscp(46);
+  if (!m.has_video_dscp()) m.set_video_dscp(34);
+  if (m.audio_dscp() > 63) return bad("media.audio_dscp", "must be 0..63");
+  if (m.video_dscp() > 63) return bad("media.video_dscp", "must be 0..63");
+  if (m.ttl_reset() > 255) return bad("media.ttl_reset", "must be 0 (decrement) or 1..255");
   for (int s = 0; s < 2; ++s) {
     auto& side = s == 0 ? *m.mutable_outside() : *m.mutable_inside();
     std::string f = s == 0 ? "media.outside" : "media.inside";

@@ -105,6 +105,11 @@ bool DataplaneLink::upsert(const std::vector<FlowRule>& rules) {
     f->mutable_destination()->set_address(r.dst_addr);
     f->mutable_destination()->set_port(r.dst_port);
     f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
+    f->set_dscp(r.dscp);
+    if (r.ttl_reset) {
+      f->set_ttl_policy(dp::TTL_POLICY_RESET);
+      f->set_ttl_value(r.ttl_reset);
+    }
     f->set_cookie(r.cookie);
     if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
     if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());

@@ -949,6 +949,8 @@ std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
         r.dst_addr = dst.peer_addr;
         r.dst_port = rtcp ? dst.peer_rtcp : dst.peer_port;
         r.timeout_s = cfg_.media().inactivity_timeout_s();
+        r.dscp = st.type == "video" ? cfg_.media().video_dscp() : cfg_.media().audio_dscp();
+        r.ttl_reset = cfg_.media().ttl_reset();
         r.cookie = call.id;
         if (src.srtp && src.keys.rx) {
           r.decrypt.suite = src.keys.rx->dataplane;

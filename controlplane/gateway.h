@@ -68,6 +68,8 @@ struct FlowRule {
   std::string dst_addr;
   uint16_t dst_port = 0;
   uint32_t timeout_s = 60;
+  uint32_t dscp = 46;
+  uint32_t ttl_reset = 0;  // 0: decrement
   uint64_t cookie = 0;
   Key decrypt, encrypt;
 };

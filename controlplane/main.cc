@@ -111,6 +111,7 @@ int main(int argc, char** argv) {
     s.tls.require_client_certificate = l.tls().require_client_certificate();
     s.tls.verify_server = l.tls().verify_server();
     s.idle_timeout_s = static_cast<int>(l.idle_timeout_s());
+    s.dscp = static_cast<int>(l.dscp());
     std::string err;
     if (transport.listen(s, &err) < 0) {
       fprintf(stderr, "sluice-controlplane: %s\n", err.c_str());

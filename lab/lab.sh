@@ -118,6 +118,7 @@ media {
   outside { address: "$RELAY_OUT" srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
   inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} }
   inactivity_timeout_s: ${LAB_MEDIA_TIMEOUT:-60}
+  ttl_reset: ${LAB_TTL_RESET:-0}
 }
 monitor { ${LAB_MONITOR:-disabled: true} }
 security { auth_failures: ${LAB_AUTH_FAILURES:-5} block_s: 60 }

@@ -27,6 +27,13 @@ sockaddr_in sa(uint32_t ip, uint16_t port) {
   return a;
 }
 
+// DSCP in the upper six bits of the IPv4 TOS byte (RFC 2474); ECN left to
+// the kernel.
+void set_dscp(int fd, int dscp) {
+  int tos = dscp << 2;
+  setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof tos);
+}
+
 std::string ssl_error() {
   unsigned long e = ERR_get_error();
   if (!e) return "unknown TLS error";
@@ -154,6 +161,7 @@ int SipTransport::listen(const ListenerSpec& spec, std::string* error) {
   l.fd = socket(AF_INET, (stream ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   int one = 1;
   setsockopt(l.fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+  set_dscp(l.fd, spec.dscp);
   if (!stream) {
     int buf = 4 << 20;
     setsockopt(l.fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
@@ -243,6 +251,7 @@ void SipTransport::on_accept(int li) {
     }
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    set_dscp(fd, listeners_[li].spec.dscp);
     ++counters_.accepted;
     Conn c;
     c.id = next_conn_++;
@@ -273,6 +282,7 @@ uint64_t SipTransport::open_conn(const sip::Peer& to, int li) {
   if (fd < 0) return 0;
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  set_dscp(fd, listeners_[li].spec.dscp);
   sockaddr_in local = sa(listeners_[li].spec.ip, 0);
   bind(fd, reinterpret_cast<sockaddr*>(&local), sizeof local);
   sockaddr_in dst = sa(to.ip, to.port);

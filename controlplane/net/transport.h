@@ -51,6 +51,7 @@ struct ListenerSpec {
   std::string advertised;   // address written into Via/Contact; empty: ip
   TlsFiles tls;
   int idle_timeout_s = 90;
+  int dscp = 24;  // CS3
 };
 
 class SipTransport : public sip::Sender {

@@ -6,6 +6,7 @@
 # RTP through the dataplane, the operator API, and that hostile input from
 # one source does not stop calls from another.
 source "$(dirname "$0")/lib.sh"
+export LAB_TTL_RESET=50  # relayed media leaves with TTL 50 (checked below)
 sip_lab_start
 export SIPP_TIMEOUT=20
 
@@ -71,6 +72,44 @@ sleep 0.5
 phone ph7 phone_timer udp $PHONE 5070 $RELAY_OUT:5060 -s 105
 check "14400 s asked of the PBX, its refresh confirmed, BYE from the relay at both ends; no timer headers at the phone" both_ok ph7 pbx7
 check "one refresh answered, one session ended by its timer" eq "$(counter session_refreshes) $(counter session_timer_expired)" "1 1"
+check "no call left" eq "$(calls_count)" 0
+
+echo "== audio and video call: DSCP per stream (EF 46 audio, AF41 34 video), TTL reset, SIP on CS3"
+pbx pbxv pbx_video udp $PBX 5060 -
+sleep 0.5
+phone phv phone_video udp $PHONE 5070 $RELAY_OUT:5060 -s 106
+wait_for 5 '[ "$(flows_count)" -ge 8 ]'
+sluicectl --json flows list >"$LAB_DIR/video_flows.json"
+check "audio flows marked EF, video flows AF41, all with TTL reset to 50" python3 - "$LAB_DIR/video_flows.json" <<'PY'
+import json, sys
+flows = json.load(open(sys.argv[1]))["flows"]
+video = {6000, 6001, 6002, 6003}  # the phone's and the PBX's video RTP/RTCP ports
+ok = len(flows) == 8
+for f in flows:
+    s = f["spec"]
+    want = 34 if s["expectedPeer"]["port"] in video or s["destination"]["port"] in video else 46
+    if s.get("dscp") != want or s.get("ttlPolicy") != "TTL_POLICY_RESET" or s.get("ttlValue") != 50:
+        print("     flow", s["key"], "dscp", s.get("dscp"), s.get("ttlPolicy"), s.get("ttlValue"), file=sys.stderr)
+        ok = False
+sys.exit(0 if ok else 1)
+PY
+vport=$(python3 -c "
+import json,sys
+for f in json.load(open(sys.argv[1]))['flows']:
+    s=f['spec']
+    if s['key']['localAddress']=='$RELAY_OUT' and s['expectedPeer']['port']==6000: print(s['key']['localPort'])" "$LAB_DIR/video_flows.json")
+rtp_peer --netns "$NS_PBX" --bind $PBX:6002 --tos --wait 4 --expect 20 >"$LAB_DIR/video_pbx.json" &
+vrx=$!
+sleep 0.3
+rtp_peer --netns "$NS_PHONE" --bind $PHONE:6000 --to "$RELAY_OUT:${vport:-1}" --count 20 --pps 100 --pt 96 --linger 0.2 >/dev/null
+wait $vrx
+check "video RTP reached the PBX with DSCP 34 (TOS 136) and TTL 50" \
+  eq "$(json_get "$LAB_DIR/video_pbx.json" 'd["received"], d["tos"], d["ttl"]')" "20 [136] [50]"
+opt=$(printf 'OPTIONS sip:%s SIP/2.0\r\nVia: SIP/2.0/UDP %s:5098;branch=z9hG4bKdscp1\r\nFrom: <sip:probe@%s>;tag=d1\r\nTo: <sip:%s>\r\nCall-ID: dscp-probe\r\nCSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n' \
+  "$RELAY_OUT" "$PHONE" "$PHONE" "$RELAY_OUT" | od -An -tx1 | tr -d ' \n')
+rtp_peer --netns "$NS_PHONE" --bind $PHONE:5098 --to $RELAY_OUT:5060 --raw "$opt" --tos --expect 1 --wait 3 >"$LAB_DIR/sip_tos.json"
+check "the relay's SIP answer left marked CS3 (TOS 96)" eq "$(json_get "$LAB_DIR/sip_tos.json" 'd["received"], d["tos"]')" "1 [96]"
+check "audio and video call completed at both ends" both_ok phv pbxv
 check "no call left" eq "$(calls_count)" 0
 
 echo "== call from the PBX to a registered teleworker (REGISTER, then inbound INVITE)"

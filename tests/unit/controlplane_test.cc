@@ -85,6 +85,10 @@ TEST_CASE("config: defaults are filled in") {
   CHECK(c->listeners(0).port() == 5061);  // TLS default
   CHECK(c->listeners(1).port() == 5060);
   CHECK(c->listeners(1).idle_timeout_s() == 90);
+  CHECK(c->listeners(1).dscp() == 24);  // CS3
+  CHECK(c->media().audio_dscp() == 46);  // EF
+  CHECK(c->media().video_dscp() == 34);  // AF41
+  CHECK(c->media().ttl_reset() == 0);    // decrement
   CHECK(c->upstreams(0).port() == 5060);
   CHECK(c->media().port_min() == 20000);
   CHECK(c->media().port_max() == 31000);
@@ -110,6 +114,10 @@ TEST_CASE("config: errors name the field") {
   std::string sides = R"(outside { address: "192.0.2.1" } inside { address: "198.51.100.1" })";
   CHECK(error_of(base + "media { port_min: 20001 " + sides + " }").find("media.port_min") != std::string::npos);
   CHECK(error_of(base + "media { max_senders: 11 " + sides + " }").find("media.max_senders") != std::string::npos);
+  CHECK(error_of(base + "media { video_dscp: 64 " + sides + " }").find("media.video_dscp") != std::string::npos);
+  CHECK(error_of(base + "media { audio_dscp: 99 " + sides + " }").find("media.audio_dscp") != std::string::npos);
+  CHECK(error_of(base + "media { ttl_reset: 256 " + sides + " }").find("media.ttl_reset") != std::string::npos);
+  CHECK(error_of(g + "listeners { side: \"inside\" address: \"198.51.100.9\" dscp: 64 }").find("listeners[2].dscp") != std::string::npos);
   CHECK(error_of(base + R"(media { outside { address: "192.0.2.1" suites: "ROT13" } inside { address: "198.51.100.1" } })")
             .find("media.outside.suites[0]") != std::string::npos);
   CHECK(error_of(base + R"(media { outside { address: "192.0.2.1" } })").find("media.inside.address") != std::string::npos);
