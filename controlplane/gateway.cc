@@ -52,6 +52,7 @@ Gateway::~Gateway() {
     timers_->cancel(c.invite_timer);
     timers_->cancel(c.failover_timer);
     timers_->cancel(c.session_timer);
+    timers_->cancel(c.refresh_timer);
   }
   for (auto& [id, sub] : subs_) timers_->cancel(sub.timer);
 }
@@ -1374,18 +1375,12 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
       if (c.outbound)
         for (size_t i = 0; i < upstreams_.size(); ++i)
           if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), true, -1);
-      std::string se = resp.value("Session-Expires");
-      c.session_expires_s = parse_u32(sip::uri_of(se), 0);
-      if (c.st_imposed) {
-        // The callee agreed to refresh (refresher=uas, as asked), or has no
-        // timer; one that wants the relay to refresh is not held to it.
-        if (c.session_expires_s && lower(sip::param(se, "refresher")) != "uas") {
-          ++counters_["session_timer_refresher_refused"];
-          c.session_expires_s = 0;
-        }
-        c.st_imposed = c.session_expires_s != 0;
-        c.st_refresher = ts;
-      }
+      for (const std::string& m : option_tags(resp, "Allow"))
+        if (lower(m) == "update") c.callee_update = true;
+      if (c.st_imposed)
+        take_timer_answer(c, resp, ts);
+      else
+        c.session_expires_s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
       arm_session_timer(c);
     } else {
       ++c.reinvites;
@@ -1486,26 +1481,131 @@ void Gateway::session_timer_refreshed(Call& c, Side from, const Message& req, co
     uint32_t s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
     if (req.method == "INVITE" || s) c.session_expires_s = s;
   } else if (from == c.st_refresher) {
-    // Its refresh, answered by the relay as the UAS of a timer it asked for
-    // (RFC 4028 9): the interval it asks for, itself as the refresher.
-    uint32_t s = parse_u32(sip::uri_of(req.value("Session-Expires")), 0);
+    // A refresh (or any re-INVITE or UPDATE) from the timer's side, answered
+    // by the relay as the UAS of a timer it asked for (RFC 4028 9): the
+    // interval it asks for, and the refresher it names. It refreshes unless
+    // it asks the relay to (refresher=uas) or has no timer (no "timer" in
+    // Supported); the relay takes that on when the side allows UPDATE.
+    std::string se = req.value("Session-Expires");
+    uint32_t s = parse_u32(sip::uri_of(se), 0);
     if (s) c.session_expires_s = s;
-    r->set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
-    add_option_tag(r, "Require", "timer");
-    ++counters_["session_refreshes"];
+    bool timer = false;
+    for (const char* h : {"Supported", "Require"})
+      for (const std::string& t : option_tags(req, h))
+        if (lower(t) == "timer") timer = true;
+    bool relay = !timer || lower(sip::param(se, "refresher")) == "uas";
+    if (relay && !c.callee_update) {
+      // Neither refreshes: no timer from here on.
+      strip_session_timer(r);
+      ++counters_["session_timer_refresher_refused"];
+      c.st_imposed = false;
+      c.st_by_relay = false;
+      c.session_expires_s = 0;
+    } else {
+      c.st_by_relay = relay;
+      r->set("Session-Expires",
+             std::to_string(c.session_expires_s) + (relay ? ";refresher=uas" : ";refresher=uac"));
+      if (timer) add_option_tag(r, "Require", "timer");
+      ++counters_["session_refreshes"];
+    }
   } else {
+    // The other side's re-INVITE or UPDATE, in which the relay asked the
+    // timer's side to refresh again (session_timer_request).
     strip_session_timer(r);
-    uint32_t s = parse_u32(sip::uri_of(resp.value("Session-Expires")), 0);
-    if (s) c.session_expires_s = s;
+    take_timer_answer(c, resp, other(from));
   }
   arm_session_timer(c);
 }
 
+// The 2xx to a request in which the relay asked `callee` for a session timer
+// with refresher=uas. Either the callee agrees, or it names the relay
+// (refresher=uac, or no refresher: RFC 4028 7.2 leaves it to the UAC), and
+// the relay then refreshes with UPDATE where the callee allows UPDATE; or it
+// answers without Session-Expires (it has no timer) and none runs.
+void Gateway::take_timer_answer(Call& c, const Message& resp, Side callee) {
+  std::string se = resp.value("Session-Expires");
+  uint32_t s = parse_u32(sip::uri_of(se), 0);
+  c.st_refresher = callee;
+  c.st_by_relay = false;
+  c.session_expires_s = s;
+  c.st_imposed = s != 0;
+  if (!s || lower(sip::param(se, "refresher")) == "uas") return;
+  if (c.callee_update) {
+    c.st_by_relay = true;
+    return;
+  }
+  ++counters_["session_timer_refresher_refused"];
+  c.st_imposed = false;
+  c.session_expires_s = 0;
+}
+
+// The relay's own refresh on the callee's leg (RFC 4028 7.4): an UPDATE
+// without a body, so no offer/answer and nothing for the other side to see.
+// Its 2xx re-arms the timer; 481 or 408 (the callee lost the dialog or is
+// gone, RFC 5057) ends the call; 422 retries with the callee's Min-SE; 491
+// (another request under way) retries shortly. Any other answer still
+// proves the dialog alive, so the timer is re-armed and counted
+// (session_refresh_rejected).
+void Gateway::send_refresh(uint64_t id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  c.refresh_timer = 0;
+  if (!c.st_imposed || !c.st_by_relay || c.state != CallState::kConfirmed) return;
+  if (c.inv_active) {
+    // A re-INVITE is under way; its 2xx refreshes the session. Look again
+    // shortly in case it fails.
+    c.refresh_timer = timers_->after(2000, [this, id] { send_refresh(id); });
+    return;
+  }
+  Side to = c.st_refresher;
+  Message m = new_request(c, to, "UPDATE");
+  m.set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
+  add_option_tag(&m, "Supported", "timer");
+  ++counters_["session_refreshes_sent"];
+  tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id](const Message& resp, bool) {
+    if (resp.status < 200) return;
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    Call& cc = it->second;
+    if (resp.status >= 200 && resp.status < 300) {
+      std::string se = resp.value("Session-Expires");
+      uint32_t s = parse_u32(sip::uri_of(se), 0);
+      if (s) cc.session_expires_s = s;
+      // The callee may take the refreshes over (refresher=uas in the 2xx).
+      if (s && lower(sip::param(se, "refresher")) == "uas") cc.st_by_relay = false;
+      arm_session_timer(cc);
+      journal_call(cc);
+    } else if (resp.status == 481 || resp.status == 408) {
+      ++counters_["session_refresh_dialog_gone"];
+      end_call(id, "session-refresh-" + std::to_string(resp.status), true, true);
+    } else if (resp.status == 422) {
+      uint32_t min_se = parse_u32(sip::uri_of(resp.value("Min-SE")), 0);
+      if (min_se > cc.session_expires_s) {
+        cc.session_expires_s = min_se;
+        send_refresh(id);
+      } else {
+        ++counters_["session_refresh_rejected"];
+        arm_session_timer(cc);
+      }
+    } else if (resp.status == 491) {
+      cc.refresh_timer = timers_->after(2000, [this, id] { send_refresh(id); });
+    } else {
+      ++counters_["session_refresh_rejected"];
+      arm_session_timer(cc);
+    }
+  });
+}
+
 void Gateway::arm_session_timer(Call& c) {
   timers_->cancel(c.session_timer);
-  c.session_timer = 0;
+  timers_->cancel(c.refresh_timer);
+  c.session_timer = c.refresh_timer = 0;
   if (!c.session_expires_s) return;
   uint64_t id = c.id;
+  // The refresher refreshes at half the interval (RFC 4028 10).
+  if (c.st_imposed && c.st_by_relay)
+    c.refresh_timer = timers_->after(int64_t{c.session_expires_s} * 500, [this, id] { send_refresh(id); });
   // RFC 4028 10: without a refresh the session ends at the interval (less
   // a margin of a third, at most 32 s, as the RFC suggests for the BYE).
   int64_t ms = int64_t{c.session_expires_s} * 1000;
@@ -1677,6 +1777,7 @@ void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside,
   }
   timers_->cancel(c.invite_timer);
   timers_->cancel(c.session_timer);
+  timers_->cancel(c.refresh_timer);
   timers_->cancel(c.failover_timer);
   for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
   stx_call_.erase(c.initial_stx);

@@ -157,7 +157,11 @@ struct Call {
   // (st_refresher) and the other side never sees the timer's headers.
   bool st_imposed = false;
   Side st_refresher = Side::kInside;
-  sip::Timers::Id invite_timer = 0, session_timer = 0;
+  // ... unless the callee asked the relay to refresh (refresher=uac in its
+  // 2xx): then the relay sends the refreshes, UPDATEs on st_refresher's leg.
+  bool st_by_relay = false;
+  bool callee_update = false;  // the callee's 2xx allowed UPDATE
+  sip::Timers::Id invite_timer = 0, session_timer = 0, refresh_timer = 0;
   // The INVITE transaction pair under way (the dialog-creating one, or a
   // re-INVITE): at most one per call, as RFC 3261 14.1 allows per dialog.
   bool inv_active = false;
@@ -370,6 +374,8 @@ class Gateway : public sip::Transactions::Handler {
   void remove_flows(Call& call);
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);
+  void take_timer_answer(Call& call, const sip::Message& resp, Side callee);
+  void send_refresh(uint64_t id);
   // The session timer's part of a re-INVITE or UPDATE `m` relayed from
   // `from`, and of the 2xx `r` that answers one (`req` and `resp` as they
   // arrived); then re-arms the timer.

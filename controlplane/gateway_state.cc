@@ -128,7 +128,8 @@ cfg::JournalRecord Gateway::call_record(const Call& c) const {
   j->set_on_hold(c.on_hold);
   j->set_session_expires_s(c.session_expires_s);
   j->set_flows_pushed(c.flows_pushed);
-  j->set_timer_refresher(c.st_imposed ? 1 + static_cast<uint32_t>(c.st_refresher) : 0);
+  j->set_timer_refresher(c.st_imposed ? (c.st_by_relay ? 3 : 1) + static_cast<uint32_t>(c.st_refresher) : 0);
+  j->set_callee_update(c.callee_update);
   return r;
 }
 
@@ -214,8 +215,10 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
   c.on_hold = j.on_hold();
   c.session_expires_s = j.session_expires_s();
   c.flows_pushed = j.flows_pushed();
-  c.st_imposed = j.timer_refresher() == 1 || j.timer_refresher() == 2;
-  if (c.st_imposed) c.st_refresher = static_cast<Side>(j.timer_refresher() - 1);
+  c.st_imposed = j.timer_refresher() >= 1 && j.timer_refresher() <= 4;
+  c.st_by_relay = j.timer_refresher() >= 3 && j.timer_refresher() <= 4;
+  if (c.st_imposed) c.st_refresher = static_cast<Side>((j.timer_refresher() - 1) % 2);
+  c.callee_update = j.callee_update();
   c.journaled = true;
   c.restored = true;
   c.inv_active = false;

@@ -74,6 +74,15 @@ check "14400 s asked of the PBX, its refresh confirmed, BYE from the relay at bo
 check "one refresh answered, one session ended by its timer" eq "$(counter session_refreshes) $(counter session_timer_expired)" "1 1"
 check "no call left" eq "$(calls_count)" 0
 
+echo "== session timer the relay refreshes itself: the PBX names the relay refresher (refresher=uac), the phone never sees a refresh"
+pbx pbx8 pbx_timer_relay udp $PBX 5060 -
+sleep 0.5
+phone ph8 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 107
+check "two UPDATE refreshes from the relay kept the call past its 4 s interval; the PBX's BYE reached the phone" both_ok ph8 pbx8
+check "two refreshes sent, no further session expired" eq "$(counter session_refreshes_sent) $(counter session_timer_expired)" "2 1"
+check "no UPDATE reached the phone" eq "$(grep -c '^UPDATE' "$SIPP_LOG_ROOT/ph8/messages.log")" 0
+check "no call left" eq "$(calls_count)" 0
+
 echo "== audio and video call: DSCP per stream (EF 46 audio, AF41 34 video), TTL reset, SIP on CS3"
 pbx pbxv pbx_video udp $PBX 5060 -
 sleep 0.5
