@@ -37,6 +37,7 @@ struct SrvTarget;
 namespace sluice::controlplane::v1 {
 class JournalCall;
 class JournalBinding;
+class JournalSubscription;
 class JournalRecord;
 }  // namespace sluice::controlplane::v1
 
@@ -196,8 +197,10 @@ struct Call {
 
 // An event subscription (RFC 6665 SUBSCRIBE/NOTIFY: message-summary for
 // message waiting, dialog for busy lamps, presence) relayed as two dialogs
-// without media. Not journalled: after a control-plane restart a refresh
-// gets 481 and the subscriber subscribes again (RFC 6665 4.1.2.2).
+// without media. Journalled once established, so that NOTIFYs and refreshes
+// still find it after a control-plane restart; one whose phone is on a
+// TCP/TLS connection is not (the connection dies with the process, and the
+// phone subscribes again after its 481, RFC 6665 4.1.2.2).
 struct Subscription {
   uint64_t id = 0;
   std::string event;
@@ -208,6 +211,7 @@ struct Subscription {
   int64_t expires_at = 0;    // loop clock: the last 2xx's Expires (+ grace)
   sip::Timers::Id timer = 0;
   uint64_t notifies = 0;
+  bool journaled = false;  // in the journal (an end record is owed)
 };
 
 struct Block {
@@ -336,7 +340,8 @@ class Gateway : public sip::Transactions::Handler {
   void handle_subscribe(uint64_t stx, const sip::Message& req, const sip::Peer& from);
   void handle_sub_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from,
                             Subscription& s, Side fs);
-  void arm_sub_timer(Subscription& s, uint32_t seconds);
+  void arm_sub_timer(Subscription& s, uint32_t seconds);  // and journals it
+  void arm_sub_timer_ms(Subscription& s, int64_t ms);
   void end_subscription(uint64_t id, const char* reason);
   void relay_out_of_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from);
 
@@ -371,6 +376,9 @@ class Gateway : public sip::Transactions::Handler {
   void journal_unbind(const Binding& b);
   void restore_call(const cfg::JournalCall& jc);
   void restore_binding(const cfg::JournalBinding& jb);
+  void journal_subscription(Subscription& s);
+  void journal_sub_end(const Subscription& s);
+  void restore_subscription(const cfg::JournalSubscription& js);
   void remove_flows(Call& call);
   void end_call(uint64_t id, const std::string& reason, bool bye_outside, bool bye_inside);
   void arm_session_timer(Call& call);

@@ -211,8 +211,12 @@ void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer&
 }
 
 void Gateway::arm_sub_timer(Subscription& s, uint32_t seconds) {
+  arm_sub_timer_ms(s, (int64_t{seconds} + kGraceS) * 1000);
+  journal_subscription(s);
+}
+
+void Gateway::arm_sub_timer_ms(Subscription& s, int64_t ms) {
   timers_->cancel(s.timer);
-  int64_t ms = (int64_t{seconds} + kGraceS) * 1000;
   s.expires_at = now_ms() + ms;
   uint64_t id = s.id;
   s.timer = timers_->after(ms, [this, id] {
@@ -228,6 +232,7 @@ void Gateway::end_subscription(uint64_t id, const char* reason) {
   if (it == subs_.end()) return;
   Subscription& s = it->second;
   timers_->cancel(s.timer);
+  journal_sub_end(s);
   for (const Leg& l : s.leg) sub_dialogs_.erase(l.call_id + "|" + l.local_tag);
   ++counters_[std::string("subscriptions_") + reason];
   subs_.erase(it);

@@ -1,5 +1,6 @@
-// The gateway's state across restarts: the journal (established calls and
-// NAT bindings written as they change, replayed at start-up) and the
+// The gateway's state across restarts: the journal (established calls,
+// subscriptions and NAT bindings written as they change, replayed at
+// start-up) and the
 // resynchronisation with the dataplane's flow table.
 #include <algorithm>
 #include <set>
@@ -171,6 +172,31 @@ void Gateway::journal_unbind(const Binding& b) {
   journal_append(r);
 }
 
+void Gateway::journal_subscription(Subscription& s) {
+  // A phone on a connection cannot be reached after a restart (RFC 5923
+  // reuse is the only way to it), like its binding.
+  if (!journal_ || s.leg[0].peer.reliable()) return;
+  cfg::JournalRecord r;
+  cfg::JournalSubscription* j = r.mutable_subscription();
+  j->set_id(s.id);
+  j->set_event(s.event);
+  j->set_subscriber(static_cast<uint32_t>(s.subscriber));
+  save(s.leg[0], j->mutable_outside());
+  save(s.leg[1], j->mutable_inside());
+  j->set_created_unix_ms(s.created_unix_ms);
+  j->set_expires_unix_ms(util::unix_ms() + (s.expires_at - now_ms()));
+  j->set_notifies(s.notifies);
+  journal_append(r);
+  s.journaled = true;
+}
+
+void Gateway::journal_sub_end(const Subscription& s) {
+  if (!journal_ || !s.journaled) return;
+  cfg::JournalRecord r;
+  r.set_subscription_ended(s.id);
+  journal_append(r);
+}
+
 void Gateway::journal_end(const Call& c) {
   if (!journal_ || !c.journaled) return;
   cfg::JournalRecord r;
@@ -253,9 +279,31 @@ void Gateway::restore_binding(const cfg::JournalBinding& j) {
   ++counters_["registrations_restored"];
 }
 
+void Gateway::restore_subscription(const cfg::JournalSubscription& j) {
+  int64_t left = j.expires_unix_ms() - util::unix_ms();
+  if (left <= 0) return;
+  uint64_t id = j.id();
+  Subscription& s = subs_[id];
+  s.id = id;
+  s.event = j.event();
+  s.subscriber = j.subscriber() ? Side::kInside : Side::kOutside;
+  s.leg[0] = load(j.outside());
+  s.leg[1] = load(j.inside());
+  s.established = true;
+  s.created_unix_ms = j.created_unix_ms();
+  s.notifies = j.notifies();
+  s.journaled = true;
+  for (int i = 0; i < 2; ++i)
+    sub_dialogs_[s.leg[i].call_id + "|" + s.leg[i].local_tag] = {id, static_cast<Side>(i)};
+  next_sub_ = std::max(next_sub_, id + 1);
+  arm_sub_timer_ms(s, left);
+  ++counters_["subscriptions_restored"];
+}
+
 bool Gateway::open_journal(Journal* journal, const std::string& dir, std::string* err) {
   std::map<uint64_t, cfg::JournalCall> calls;
   std::unordered_map<std::string, cfg::JournalBinding> binds;
+  std::map<uint64_t, cfg::JournalSubscription> subs;
   bool ok = journal->open(
       dir,
       [&](const cfg::JournalRecord& r) {
@@ -264,6 +312,8 @@ bool Gateway::open_journal(Journal* journal, const std::string& dir, std::string
           case cfg::JournalRecord::kCallEnded: calls.erase(r.call_ended()); break;
           case cfg::JournalRecord::kBinding: binds[r.binding().token()] = r.binding(); break;
           case cfg::JournalRecord::kBindingRemoved: binds.erase(r.binding_removed()); break;
+          case cfg::JournalRecord::kSubscription: subs[r.subscription().id()] = r.subscription(); break;
+          case cfg::JournalRecord::kSubscriptionEnded: subs.erase(r.subscription_ended()); break;
           default: break;
         }
       },
@@ -271,6 +321,7 @@ bool Gateway::open_journal(Journal* journal, const std::string& dir, std::string
   if (!ok) return false;
   for (const auto& [id, jc] : calls) restore_call(jc);
   for (const auto& [token, jb] : binds) restore_binding(jb);
+  for (const auto& [id, js] : subs) restore_subscription(js);
   counters_["journal_replayed"] = journal->replayed();
   counters_["journal_torn_bytes"] = journal->torn();
   journal_ = journal;

@@ -254,6 +254,13 @@ bool Journal::run_compaction() {
           live["b" + r.binding().token()] = {at, len};
         break;
       case Record::kBindingRemoved: live.erase("b" + r.binding_removed()); break;
+      case Record::kSubscription:
+        if (r.subscription().expires_unix_ms() <= now)
+          live.erase("s" + std::to_string(r.subscription().id()));
+        else
+          live["s" + std::to_string(r.subscription().id())] = {at, len};
+        break;
+      case Record::kSubscriptionEnded: live.erase("s" + std::to_string(r.subscription_ended())); break;
       default: break;
     }
     return true;

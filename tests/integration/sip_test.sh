@@ -134,7 +134,7 @@ sipp_stop "$SIPP_LOG_ROOT/reg2"
 echo "== message waiting: the phone subscribes at the PBX (RFC 6665 SUBSCRIBE/NOTIFY through the B2BUA)"
 pbx vm1 pbx_notifier udp $PBX 5060 -
 sleep 0.5
-phone sub1 phone_subscribe udp $PHONE 5070 $RELAY_OUT:5060 -s 200
+phone sub1 phone_subscribe udp $PHONE 5070 $RELAY_OUT:5060 -s 200 -d 500
 check "subscribe, NOTIFY, unsubscribe, final NOTIFY at both ends" both_ok sub1 vm1
 check "the mailbox summary reached the phone" grep -q "Voice-Message: 2/8" "$SIPP_LOG_ROOT/sub1/messages.log"
 check "the PBX saw the relay's dialog, not the phone's" eq "$(grep -c -E "tag=sub[0-9]+x" "$SIPP_LOG_ROOT/vm1/messages.log")" 0

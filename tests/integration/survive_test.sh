@@ -72,6 +72,17 @@ pbx pbx3 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
 check "a call from the PBX reaches the phone over its restored NAT binding" both_ok pbx3 ph3
 sipp_stop "$SIPP_LOG_ROOT/reg"
 
+echo "== a subscription survives the control plane's restart"
+pbx vm2 pbx_notifier udp $PBX 5060 -
+sleep 0.5
+phone sub2 phone_subscribe udp $PHONE 5074 $RELAY_OUT:5060 -s 201 -d 6000
+wait_for 5 '[ "$(counter notifies_relayed)" -ge 1 ]'
+kill_cp
+cp_start || exit 1
+check "the subscription is restored from the journal" eq "$(counter subscriptions_restored)" 1
+check "after the restart the unsubscribe and the final NOTIFY follow the restored dialogs" both_ok sub2 vm2
+check "it ends with its terminating NOTIFY" eq "$(counter subscriptions_terminated)" 1
+
 echo "== the dataplane restarts mid-call"
 long_call 2
 nflows=$(flows_count)

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <ctime>
 #include <fstream>
 #include <vector>
 
@@ -242,10 +243,24 @@ std::map<std::string, std::string> live_after_replay(const std::string& dir, Jou
         live["c" + std::to_string(r.call().id())] = r.call().outside().call_id();
         break;
       case v1::JournalRecord::kCallEnded: live.erase("c" + std::to_string(r.call_ended())); break;
+      case v1::JournalRecord::kSubscription:
+        live["s" + std::to_string(r.subscription().id())] = r.subscription().event();
+        break;
+      case v1::JournalRecord::kSubscriptionEnded:
+        live.erase("s" + std::to_string(r.subscription_ended()));
+        break;
       default: break;
     }
   }
   return live;
+}
+
+v1::JournalRecord subscription(uint64_t id, const std::string& event, int64_t expires_unix_ms) {
+  v1::JournalRecord r;
+  r.mutable_subscription()->set_id(id);
+  r.mutable_subscription()->set_event(event);
+  r.mutable_subscription()->set_expires_unix_ms(expires_unix_ms);
+  return r;
 }
 
 v1::JournalRecord call(uint64_t id, const std::string& call_id) {
@@ -257,7 +272,7 @@ v1::JournalRecord call(uint64_t id, const std::string& call_id) {
 
 }  // namespace
 
-TEST_CASE("journal: compaction keeps the latest record of each live call and binding") {
+TEST_CASE("journal: compaction keeps the latest record of each live call, binding and subscription") {
   TempDir d;
   Journal j;
   replay(&j, d.path);
@@ -280,6 +295,14 @@ TEST_CASE("journal: compaction keeps the latest record of each live call and bin
   v1::JournalRecord end;
   end.set_call_ended(7);
   j.append(end);
+  int64_t later = int64_t{std::time(nullptr)} * 1000 + 600000;
+  j.append(subscription(1, "message-summary", later));
+  j.append(subscription(1, "message-summary-refreshed", later));
+  j.append(subscription(2, "dialog", later));
+  j.append(subscription(3, "presence", 1000));  // expired in 1970
+  v1::JournalRecord unsub;
+  unsub.set_subscription_ended(2);
+  j.append(unsub);
   uint64_t before = j.bytes();
   REQUIRE(j.compact(true));
   CHECK(j.compactions() == 1);
@@ -287,8 +310,9 @@ TEST_CASE("journal: compaction keeps the latest record of each live call and bin
   j.append(binding("t44"));
   Journal after;
   auto live = live_after_replay(d.path, &after);
-  CHECK(after.replayed() == 4);  // t42, t43, call 8, then t44
-  REQUIRE(live.size() == 4);
+  CHECK(after.replayed() == 5);  // t42, t43, call 8, subscription 1, then t44
+  REQUIRE(live.size() == 5);
+  CHECK(live["s1"] == "message-summary-refreshed");
   CHECK(live["bt42"] == "sip:t42@example.net");
   CHECK(live["bt43"] == "sip:moved@example.net");
   CHECK(live["bt44"] == "sip:t44@example.net");
