@@ -1675,6 +1675,8 @@ void Gateway::begin_invite(Call& c, uint64_t stx, const Message& req, Side fs, b
 void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) {
   Side ts = other(fs);
   Message m = new_request(c, ts, req.method);
+  const Leg& out = c.leg[static_cast<int>(ts)];
+  if (c.journaled && out.local_cseq - out.journaled_cseq >= kCseqMargin / 2) journal_call(c);
   copy_headers(req, &m, ts == Side::kOutside);
   if (req.method == "PRACK") {
     // RAck: rseq cseq method; the CSeq is the INVITE's on the other leg.

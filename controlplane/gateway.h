@@ -127,10 +127,18 @@ struct Stream {
   StreamSide side[2];
 };
 
+// A leg restored from the journal resumes its CSeq this far above the
+// journalled one, since in-dialog requests (INFO, OPTIONS, relayed NOTIFYs)
+// are not journalled one by one; the leg is journalled again before it gets
+// halfway there, so its next request is always above the last one sent
+// (RFC 3261 12.2.1.1).
+inline constexpr uint32_t kCseqMargin = 1000;
+
 struct Leg {
   std::string call_id, local_tag, remote_tag;
   std::string local_hdr, remote_hdr;  // From/To values as we send them
   uint32_t local_cseq = 1, remote_cseq = 0;
+  uint32_t journaled_cseq = 0;  // local_cseq as the journal has it
   std::string remote_target;
   std::vector<std::string> route_set;
   sip::Peer peer;

@@ -179,6 +179,7 @@ void Gateway::handle_sub_in_dialog(uint64_t stx, const Message& req, const Peer&
   }
   Message m = new_request(o, req.method);
   relay_headers(req, ts == Side::kOutside, &m);
+  if (s.journaled && o.local_cseq - o.journaled_cseq >= kCseqMargin / 2) journal_subscription(s);
   if (notify) {
     ++s.notifies;
     ++counters_["notifies_relayed"];

@@ -14,11 +14,6 @@ namespace sluice::cp {
 
 namespace {
 
-// In-dialog requests we sent after the last journal write (INFO, OPTIONS,
-// relayed NOTIFYs) are not journalled; a restored leg's CSeq jumps by this
-// much so that its next request is still above them (RFC 3261 12.2.1.1).
-constexpr uint32_t kCseqMargin = 1000;
-
 void save(const sip::Peer& p, cfg::JournalPeer* out) {
   out->set_transport(static_cast<uint32_t>(p.transport));
   out->set_ip(p.ip);
@@ -60,6 +55,7 @@ Leg load(const cfg::JournalLeg& j) {
   l.local_hdr = j.local_hdr();
   l.remote_hdr = j.remote_hdr();
   l.local_cseq = j.local_cseq() + kCseqMargin;
+  l.journaled_cseq = j.local_cseq();  // written again at its next request
   l.remote_cseq = j.remote_cseq();
   l.remote_target = j.remote_target();
   l.route_set.assign(j.route_set().begin(), j.route_set().end());
@@ -158,6 +154,7 @@ void Gateway::journal_call(Call& c) {
   if (!journal_ || c.state != CallState::kConfirmed) return;
   journal_append(call_record(c));
   c.journaled = true;
+  for (Leg& l : c.leg) l.journaled_cseq = l.local_cseq;
 }
 
 void Gateway::journal_binding(const Binding& b) {
@@ -188,6 +185,7 @@ void Gateway::journal_subscription(Subscription& s) {
   j->set_notifies(s.notifies);
   journal_append(r);
   s.journaled = true;
+  for (Leg& l : s.leg) l.journaled_cseq = l.local_cseq;
 }
 
 void Gateway::journal_sub_end(const Subscription& s) {
