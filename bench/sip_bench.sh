@@ -126,6 +126,9 @@ failed=$(last_stat "$stat" "FailedCall(C)" 2>/dev/null || echo "$CALLS")
 read -r peak_calls peak_rss <"$W/peak" 2>/dev/null || { peak_calls=0; peak_rss=$rss0; }
 counter_of() { sluicectl --json status | python3 -c "import json,sys; d=json.load(sys.stdin); print(next((int(c['value']) for c in d.get('counters',[]) if c['name']=='$1'),0))"; }
 flows_pushed=$(counter_of flows_pushed)
+# Where the signalling thread's time went in the calls phase: its longest
+# loop iterations, and the flow RPCs to the dataplane it waits for.
+sluicectl --json status >"$W/status_calls.json" 2>/dev/null
 left=$(status_field calls)
 # Calls still up when SIPp ended are a backlog being worked off (at
 # overload): they must drain. Seconds until none was left, -1 if some still
@@ -185,5 +188,23 @@ d = {
   "journal_compaction_max_ms": round(int("$compaction_max_us" or 0) / 1000.0, 1),
   "journal_stall_max_ms": round(int("$stall_max_us" or 0) / 1000.0, 1),
 }
+try:
+    cs = {c["name"]: int(c["value"]) for c in json.load(open("$W/status_calls.json")).get("counters", [])}
+except (OSError, ValueError):
+    cs = {}
+d["loop_turn_max_ms"] = round(cs.get("loop_turn_max_us", 0) / 1000.0, 1)
+d["loop_turns_over_5ms"] = cs.get("loop_turns_over_5ms", 0)
+d["loop_turns_over_20ms"] = cs.get("loop_turns_over_20ms", 0)
+d["loop_turn_cpu_max_ms"] = round(cs.get("loop_turn_cpu_max_us", 0) / 1000.0, 1)
+d["loop_turn_cpus_over_5ms"] = cs.get("loop_turn_cpus_over_5ms", 0)
+d["loop_turn_cpus_over_20ms"] = cs.get("loop_turn_cpus_over_20ms", 0)
+d["loop_busy_share"] = round(cs.get("loop_turn_us_total", 0) / 1e6 / max(0.001, elapsed + $HOLD / 1000.0), 3)
+d["loop_cpu_share"] = round(cs.get("loop_turn_cpu_us_total", 0) / 1e6 / max(0.001, elapsed + $HOLD / 1000.0), 3)
+d["flow_rpcs"] = cs.get("flow_rpcs", 0)
+d["flow_rpc_mean_ms"] = round(cs.get("flow_rpc_us_total", 0) / 1000.0 / max(1, cs.get("flow_rpcs", 0)), 3)
+d["flow_rpc_max_ms"] = round(cs.get("flow_rpc_max_us", 0) / 1000.0, 1)
+d["flow_rpcs_over_5ms"] = cs.get("flow_rpcs_over_5ms", 0)
+d["flow_batches"] = cs.get("flow_batches", 0)
+d["flow_queue_max"] = cs.get("flow_queue_max", 0)
 print(json.dumps(d, indent=None if $JSON else 2))
 PY

@@ -251,7 +251,12 @@ class AdminService final : public pb::Admin::Service {
       resp->set_ports_in_use(gw_->ports_in_use());
       resp->set_ports_free(gw_->ports_free());
       resp->set_state_bytes(gw_->state_bytes());
-      for (const auto& [name, v] : gw_->counters()) {
+      std::map<std::string, uint64_t> counters = gw_->counters();
+      loop_->turns().report("loop_turn", &counters);
+      loop_->turns_cpu().report("loop_turn_cpu", &counters);
+      link_->rpcs().report("flow_rpc", &counters);
+      counters["flow_queue_max"] = link_->queue_max();
+      for (const auto& [name, v] : counters) {
         pb::Counter* c = resp->add_counters();
         c->set_name(name);
         c->set_value(v);

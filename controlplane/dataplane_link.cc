@@ -39,10 +39,9 @@ bool DataplaneLink::learn_generation() {
   dp::GetStatsRequest req;
   dp::Stats st;
   if (!stub->GetStats(&ctx, req, &st).ok()) return false;
-  uint64_t g = st.generation();
-  loop_->post([this, g] {
-    if (g > generation_) generation_ = g;
-  });
+  uint64_t g = st.generation(), cur = generation_.load();
+  while (g > cur && !generation_.compare_exchange_weak(cur, g)) {
+  }
   return true;
 }
 
@@ -75,6 +74,7 @@ void DataplaneLink::start(Gateway* gateway) {
   gateway_ = gateway;
   // The dataplane remembers the highest generation applied; continue above it.
   if (learn_generation() && resync()) connected_ = true;
+  sender_ = std::thread([this] { send_loop(); });
   watcher_ = std::thread([this] { watch_loop(); });
 }
 
@@ -85,62 +85,166 @@ void DataplaneLink::stop() {
     if (watch_ctx_) watch_ctx_->TryCancel();
   }
   if (watcher_.joinable()) watcher_.join();
+  // What was queued still goes out (the calls stay up without us).
+  {
+    std::lock_guard<std::mutex> g(q_mu_);
+    sender_stop_ = true;
+  }
+  q_cv_.notify_one();
+  if (sender_.joinable()) sender_.join();
 }
 
+// Flows queued past this many are refused (upsert returns false): the
+// dataplane has stopped answering and the resync on its return pushes the
+// calls' flows again anyway.
+constexpr size_t kMaxQueuedFlows = 1 << 20;
+// One RPC carries at most this many flows.
+constexpr size_t kMaxRpcFlows = 4096;
+
 bool DataplaneLink::upsert(const std::vector<FlowRule>& rules) {
-  dp::UpsertFlowsRequest req;
-  req.set_generation(++generation_);
-  for (const FlowRule& r : rules) {
-    dp::FlowSpec* f = req.add_flows();
-    f->mutable_key()->set_local_address(r.local_addr);
-    f->mutable_key()->set_local_port(r.local_port);
-    f->set_kind(static_cast<dp::FlowKind>(r.kind));
-    f->mutable_expected_peer()->set_address(r.expected_addr.empty() ? "0.0.0.0" : r.expected_addr);
-    f->mutable_expected_peer()->set_port(r.expected_port);
-    f->set_latch(static_cast<dp::LatchPolicy>(r.latch));
-    if (r.latch == 2) f->set_max_senders(r.max_senders);
-    f->set_egress_port(r.egress_port);
-    f->mutable_egress_source()->set_address(r.src_addr);
-    f->mutable_egress_source()->set_port(r.src_port);
-    f->mutable_destination()->set_address(r.dst_addr);
-    f->mutable_destination()->set_port(r.dst_port);
-    f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
-    f->set_dscp(r.dscp);
-    if (r.ttl_reset) {
-      f->set_ttl_policy(dp::TTL_POLICY_RESET);
-      f->set_ttl_value(r.ttl_reset);
-    }
-    f->set_cookie(r.cookie);
-    if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
-    if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());
+  {
+    std::lock_guard<std::mutex> g(q_mu_);
+    if (queued_flows_ + rules.size() > kMaxQueuedFlows) return false;
   }
-  auto stub = dp::Dataplane::NewStub(channel_);
-  grpc::ClientContext ctx;
-  ctx.set_deadline(deadline(2000));
-  dp::UpsertFlowsResponse resp;
-  grpc::Status st = stub->UpsertFlows(&ctx, req, &resp);
-  if (!st.ok()) {
-    fprintf(stderr, "sluice-controlplane: dataplane UpsertFlows: %s\n", st.error_message().c_str());
-    return false;
-  }
-  if (resp.generation() > generation_) generation_ = resp.generation();
-  flows_sent_ += rules.size();
+  Batch b;
+  b.upsert = true;
+  b.rules = rules;
+  enqueue(std::move(b));
   return true;
 }
 
 void DataplaneLink::remove(const std::vector<FlowKey>& keys) {
-  dp::DeleteFlowsRequest req;
-  req.set_generation(++generation_);
-  for (const FlowKey& k : keys) {
-    dp::FlowKey* f = req.add_keys();
-    f->set_local_address(k.first);
-    f->set_local_port(k.second);
+  Batch b;
+  b.upsert = false;
+  b.keys = keys;
+  enqueue(std::move(b));
+}
+
+void DataplaneLink::enqueue(Batch b) {
+  {
+    std::lock_guard<std::mutex> g(q_mu_);
+    queued_flows_ += b.upsert ? b.rules.size() : b.keys.size();
+    queue_.push_back(std::move(b));
+    queue_max_ = std::max(queue_max_, queue_.size());
   }
+  q_cv_.notify_one();
+}
+
+net::Stall DataplaneLink::rpcs() const {
+  std::lock_guard<std::mutex> g(q_mu_);
+  return rpcs_;
+}
+
+size_t DataplaneLink::queue_max() const {
+  std::lock_guard<std::mutex> g(q_mu_);
+  return queue_max_;
+}
+
+void DataplaneLink::send_loop() {
+  for (;;) {
+    std::vector<Batch> run;
+    {
+      std::unique_lock<std::mutex> g(q_mu_);
+      q_cv_.wait(g, [this] { return sender_stop_ || !queue_.empty(); });
+      if (queue_.empty()) return;  // stopping, and everything is sent
+      // The leading run of one kind, in order: upserts and deletes of the
+      // same keys must reach the dataplane in the order they were made.
+      bool kind = queue_.front().upsert;
+      size_t n = 0;
+      while (!queue_.empty() && queue_.front().upsert == kind && n < kMaxRpcFlows) {
+        n += kind ? queue_.front().rules.size() : queue_.front().keys.size();
+        run.push_back(std::move(queue_.front()));
+        queue_.pop_front();
+      }
+      queued_flows_ -= n;
+    }
+    bool invalid = false;
+    if (send(run, &invalid)) continue;
+    size_t failed = 0;
+    if (invalid && run.size() > 1) {
+      // One call's bad flow refuses the whole RPC: send each call's batch on
+      // its own so that only that call's is refused.
+      for (const Batch& b : run)
+        if (!send({b}, &invalid)) failed += b.upsert ? 1 : 0;
+    } else {
+      failed = run.front().upsert ? run.size() : 0;
+    }
+    if (failed) loop_->post([this, failed] { gateway_->flow_push_failed(failed); });
+    std::lock_guard<std::mutex> g(q_mu_);
+    if (sender_stop_) {  // shutting down with the dataplane away: give up
+      queue_.clear();
+      queued_flows_ = 0;
+      return;
+    }
+  }
+}
+
+bool DataplaneLink::send(const std::vector<Batch>& run, bool* invalid) {
   auto stub = dp::Dataplane::NewStub(channel_);
   grpc::ClientContext ctx;
   ctx.set_deadline(deadline(2000));
-  dp::DeleteFlowsResponse resp;
-  stub->DeleteFlows(&ctx, req, &resp);
+  grpc::Status st;
+  auto t0 = net::Stall::Clock::now();
+  if (run.front().upsert) {
+    dp::UpsertFlowsRequest req;
+    req.set_generation(++generation_);
+    size_t n = 0;
+    for (const Batch& b : run) {
+      n += b.rules.size();
+      for (const FlowRule& r : b.rules) {
+        dp::FlowSpec* f = req.add_flows();
+        f->mutable_key()->set_local_address(r.local_addr);
+        f->mutable_key()->set_local_port(r.local_port);
+        f->set_kind(static_cast<dp::FlowKind>(r.kind));
+        f->mutable_expected_peer()->set_address(r.expected_addr.empty() ? "0.0.0.0" : r.expected_addr);
+        f->mutable_expected_peer()->set_port(r.expected_port);
+        f->set_latch(static_cast<dp::LatchPolicy>(r.latch));
+        if (r.latch == 2) f->set_max_senders(r.max_senders);
+        f->set_egress_port(r.egress_port);
+        f->mutable_egress_source()->set_address(r.src_addr);
+        f->mutable_egress_source()->set_port(r.src_port);
+        f->mutable_destination()->set_address(r.dst_addr);
+        f->mutable_destination()->set_port(r.dst_port);
+        f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
+        f->set_dscp(r.dscp);
+        if (r.ttl_reset) {
+          f->set_ttl_policy(dp::TTL_POLICY_RESET);
+          f->set_ttl_value(r.ttl_reset);
+        }
+        f->set_cookie(r.cookie);
+        if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
+        if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());
+      }
+    }
+    dp::UpsertFlowsResponse resp;
+    st = stub->UpsertFlows(&ctx, req, &resp);
+    if (st.ok()) {
+      uint64_t g = resp.generation(), cur = generation_.load();
+      while (g > cur && !generation_.compare_exchange_weak(cur, g)) {
+      }
+      flows_sent_ += n;
+    }
+  } else {
+    dp::DeleteFlowsRequest req;
+    req.set_generation(++generation_);
+    for (const Batch& b : run)
+      for (const FlowKey& k : b.keys) {
+        dp::FlowKey* f = req.add_keys();
+        f->set_local_address(k.first);
+        f->set_local_port(k.second);
+      }
+    dp::DeleteFlowsResponse resp;
+    st = stub->DeleteFlows(&ctx, req, &resp);
+  }
+  {
+    std::lock_guard<std::mutex> g(q_mu_);
+    rpcs_.add(t0);
+  }
+  *invalid = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+  if (!st.ok() && run.front().upsert)
+    fprintf(stderr, "sluice-controlplane: dataplane UpsertFlows: %s\n", st.error_message().c_str());
+  // A delete of flows the dataplane no longer has is as good as done.
+  return st.ok() || !run.front().upsert;
 }
 
 void DataplaneLink::watch_loop() {

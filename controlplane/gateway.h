@@ -86,8 +86,10 @@ struct PresentFlow {
 class FlowSink {
  public:
   virtual ~FlowSink() = default;
-  // One batch per call change. False when the dataplane refused or is away;
-  // the gateway keeps the call and re-pushes on reconnect.
+  // One batch per call change, applied in order. False when it cannot be
+  // sent at all; a batch the dataplane refuses later is reported with
+  // Gateway::flow_push_failed. Either way the gateway keeps the call and
+  // re-pushes on reconnect.
   virtual bool upsert(const std::vector<FlowRule>& rules) = 0;
   virtual void remove(const std::vector<FlowKey>& keys) = 0;
 };
@@ -279,6 +281,9 @@ class Gateway : public sip::Transactions::Handler {
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw);
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
+  // `batches` flow batches the dataplane refused (counted; the next resync
+  // pushes the calls' flows again).
+  void flow_push_failed(size_t batches) { counters_["flow_push_failures"] += batches; }
   void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
   // The dataplane answered (at start-up, after an outage or its restart)
   // with the flows it has. Adopts those of known calls, pushes the calls

@@ -5,8 +5,19 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ctime>
 
 namespace sluice::net {
+
+namespace {
+
+uint64_t thread_cpu_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return uint64_t(ts.tv_sec) * 1000000 + uint64_t(ts.tv_nsec) / 1000;
+}
+
+}  // namespace
 
 Loop::Loop() {
   epfd_ = epoll_create1(EPOLL_CLOEXEC);
@@ -64,6 +75,8 @@ void Loop::run_once(int max_wait_ms) {
   if (next >= 0 && (wait < 0 || next < wait)) wait = static_cast<int>(next);
   epoll_event evs[64];
   int n = epoll_wait(epfd_, evs, 64, wait);
+  auto t0 = Stall::Clock::now();
+  uint64_t cpu0 = thread_cpu_us();
   for (int i = 0; i < n; ++i) {
     auto it = handlers_.find(evs[i].data.fd);
     if (it == handlers_.end()) continue;
@@ -77,6 +90,8 @@ void Loop::run_once(int max_wait_ms) {
   }
   for (auto& fn : work) fn();
   timers_.run();
+  turns_.add(t0);
+  turns_cpu_.add_us(thread_cpu_us() - cpu0);
 }
 
 void Loop::run() {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "controlplane/net/stall.h"
 #include "controlplane/sip/timers.h"
 
 namespace sluice::net {
@@ -36,6 +37,11 @@ class Loop {
   void run_once(int max_wait_ms);
 
   sip::Timers& timers() { return timers_; }
+  // Each iteration's work (handlers, posted work, timers), not its wait:
+  // wall time, and the thread's CPU time. A turn whose wall time is far
+  // above its CPU time was preempted (another process had the core).
+  const Stall& turns() const { return turns_; }
+  const Stall& turns_cpu() const { return turns_cpu_; }
   const sip::Clock& clock() const { return clock_; }
 
  private:
@@ -47,6 +53,7 @@ class Loop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   bool stopping_ = false;
+  Stall turns_, turns_cpu_;
 };
 
 }  // namespace sluice::net
