@@ -103,6 +103,8 @@ CONF
 lab_cp_conf() {
   local ups=${LAB_UPSTREAMS:-}
   [ -n "$ups" ] || ups="upstreams { host: \"$PBX\" port: ${LAB_PBX_PORT:-5060} transport: ${LAB_PBX_TRANSPORT:-UDP} }"
+  local inport=
+  [ -z "${LAB_INSIDE_PORT:-}" ] || inport="dataplane_port: \"$LAB_INSIDE_PORT\""
   cat >"${1:-$LAB_DIR/controlplane.conf}" <<CONF
 # Lab control plane: teleworkers on the outside (UDP, TCP, TLS with client
 # certificates), the PBX on the inside; media anchored on the dataplane.
@@ -116,7 +118,7 @@ listeners { name: "in-tcp" side: "inside" address: "$RELAY_IN" port: 5060 transp
 $ups
 media {
   outside { address: "$RELAY_OUT" srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
-  inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} }
+  inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} $inport }
   inactivity_timeout_s: ${LAB_MEDIA_TIMEOUT:-60}
   ttl_reset: ${LAB_TTL_RESET:-0}
 }

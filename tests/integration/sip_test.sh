@@ -372,4 +372,18 @@ check "the DNS server saw the NAPTR query, then the three SRV queries in order" 
 kill $DNS 2>/dev/null
 wait $DNS 2>/dev/null
 
+echo "== flow batches the dataplane refuses are counted, and signalling goes on"
+# A config naming a dataplane port that does not exist: the dataplane
+# refuses every batch (the queued, merged ones are retried one by one).
+cp_stop
+LAB_INSIDE_PORT=nowhere lab_cp_conf "$LAB_DIR/noport.conf"
+grep -q 'dataplane_port: "nowhere"' "$LAB_DIR/noport.conf" || echo "     noport.conf lacks the bad port" >&2
+cp_start "$LAB_DIR/noport.conf" || exit 1
+pbx pbx10 pbx_answer_fast udp $PBX 5060 - -m 3
+sleep 0.5
+phone ph10 phone_call_fast udp $PHONE 5070 $RELAY_OUT:5060 -s 108 -m 3 -r 10
+check "three calls set up and ended all the same" both_ok ph10 pbx10
+check "their six batches refused and counted" eq "$(counter flow_push_failures) $(counter flow_batches)" "6 6"
+check "no flow reached the dataplane" eq "$(flows_count)" 0
+
 sluicectl status | head -12
