@@ -280,14 +280,10 @@ void Gateway::on_request(uint64_t stx, const Message& req, const Peer& from) {
 // go on.
 bool Gateway::refuse_unsupported(uint64_t stx, const Message& req) {
   std::string unsupported;
-  for (const std::string& v : req.all("Require")) {
-    std::vector<std::string_view> tags;
-    sip::split_list(v, &tags);
-    for (std::string_view t : tags) {
-      std::string tag = lower(std::string(t));
-      if (tag == "replaces" || tag == "timer" || tag == "100rel" || tag.empty()) continue;
-      unsupported += (unsupported.empty() ? "" : ", ") + tag;
-    }
+  for (const std::string& t : option_tags(req, "Require")) {
+    std::string tag = lower(t);
+    if (tag == "replaces" || tag == "timer" || tag == "100rel") continue;
+    unsupported += (unsupported.empty() ? "" : ", ") + tag;
   }
   if (!unsupported.empty()) {
     ++counters_["bad_extension"];
@@ -1375,8 +1371,7 @@ void Gateway::invite_response(uint64_t id, const Message& resp, bool local) {
       if (c.outbound)
         for (size_t i = 0; i < upstreams_.size(); ++i)
           if (upstreams_[i].peer.same_address(b.peer)) upstream_result(static_cast<int>(i), true, -1);
-      for (const std::string& m : option_tags(resp, "Allow"))
-        if (lower(m) == "update") c.callee_update = true;
+      c.callee_update = has_option_tag(resp, "Allow", "update");
       if (c.st_imposed)
         take_timer_answer(c, resp, ts);
       else
@@ -1489,10 +1484,7 @@ void Gateway::session_timer_refreshed(Call& c, Side from, const Message& req, co
     std::string se = req.value("Session-Expires");
     uint32_t s = parse_u32(sip::uri_of(se), 0);
     if (s) c.session_expires_s = s;
-    bool timer = false;
-    for (const char* h : {"Supported", "Require"})
-      for (const std::string& t : option_tags(req, h))
-        if (lower(t) == "timer") timer = true;
+    bool timer = has_option_tag(req, "Supported", "timer") || has_option_tag(req, "Require", "timer");
     bool relay = !timer || lower(sip::param(se, "refresher")) == "uas";
     if (relay && !c.callee_update) {
       // Neither refreshes: no timer from here on.

@@ -94,8 +94,11 @@ inline void copy_headers(const sip::Message& from, sip::Message* to, bool to_out
   }
 }
 
-// An option-tag list header (Require, Supported, over one or more header
-// lines) with `tag` added, or removed (the header goes when it empties).
+// An option-tag list header (Require, Supported, Allow, over one or more
+// header lines) with `tag` added, or removed (the header goes when it
+// empties). Split here rather than with sip::split_list: these lists have no
+// quotes or brackets, and an empty element ("a,,b") must not hide the tags
+// after it.
 inline std::vector<std::string> option_tags(const sip::Message& m, const char* name) {
   std::vector<std::string> tags;
   for (const std::string& v : m.all(name)) {
@@ -110,6 +113,13 @@ inline std::vector<std::string> option_tags(const sip::Message& m, const char* n
     }
   }
   return tags;
+}
+
+// Whether the list header carries `tag` (lower case), in any case.
+inline bool has_option_tag(const sip::Message& m, const char* name, const std::string& tag) {
+  for (const std::string& t : option_tags(m, name))
+    if (lower(t) == tag) return true;
+  return false;
 }
 
 inline void set_option_tags(sip::Message* m, const char* name, const std::vector<std::string>& tags) {
