@@ -25,9 +25,15 @@ void fill_key(const FlowRule::Key& k, dp::SrtpKey* out) {
 
 }  // namespace
 
+struct DataplaneLink::Stub {
+  std::unique_ptr<dp::Dataplane::Stub> rpc;
+};
+
 DataplaneLink::DataplaneLink(const std::string& target, net::Loop* loop)
     : target_(target), loop_(loop) {
   channel_ = grpc::CreateChannel(target, grpc::InsecureChannelCredentials());
+  stub_ = std::make_unique<Stub>();
+  stub_->rpc = dp::Dataplane::NewStub(channel_);
 }
 
 DataplaneLink::~DataplaneLink() { stop(); }
@@ -180,7 +186,7 @@ void DataplaneLink::send_loop() {
 }
 
 bool DataplaneLink::send(const std::vector<Batch>& run, bool* invalid) {
-  auto stub = dp::Dataplane::NewStub(channel_);
+  dp::Dataplane::Stub* stub = stub_->rpc.get();
   grpc::ClientContext ctx;
   ctx.set_deadline(deadline(2000));
   grpc::Status st;

@@ -74,6 +74,8 @@ class DataplaneLink : public FlowSink {
   net::Loop* loop_;
   Gateway* gateway_ = nullptr;
   std::shared_ptr<grpc::Channel> channel_;
+  struct Stub;                  // the sender thread's gRPC stub, made once
+  std::unique_ptr<Stub> stub_;  // (its generated type stays out of this header)
   std::atomic<bool> connected_{false}, stopping_{false};
   std::atomic<uint64_t> generation_{0}, flows_sent_{0};
   mutable std::mutex q_mu_;
