@@ -301,7 +301,7 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
   // Resolve the configured destinations now, not on the first packet.
   uint64_t now = rte_rdtsc();
   for (const ParsedSpec& p : parsed) {
-    if (!p.cfg.dst_ip) continue;
+    if (!p.cfg.dst_ip || own_port(view_, p.cfg.dst_ip) >= 0) continue;  // none, or NAT loopback
     uint32_t nh = next_hop(view_, p.cfg.egress_port, p.cfg.dst_ip);
     net::Mac mac;
     if (nh && !neighbors_->lookup(nh, &mac)) resolve(nh, p.cfg.egress_port, now);
@@ -560,6 +560,7 @@ void Runtime::stats(pb::Stats* st) {
     ws->set_tx_packets(w->c.tx.load(std::memory_order_relaxed));
     ws->set_relayed(w->c.relayed.load(std::memory_order_relaxed));
     ws->set_handed_off(w->c.handed_off.load(std::memory_order_relaxed));
+    ws->set_hairpinned(w->c.hairpinned.load(std::memory_order_relaxed));
     ws->set_idle_sleeps(w->c.idle_sleeps.load(std::memory_order_relaxed));
     add_drops(w->c.drops, ws->mutable_drops());
     for (int d = 0; d < kDropCount; ++d)

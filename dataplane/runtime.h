@@ -33,7 +33,7 @@ inline constexpr int kMaxWorkers = 16;
 
 // Per-worker counters: one writer (the worker), summed by readers.
 struct alignas(64) WorkerCounters {
-  std::atomic<uint64_t> rx{0}, tx{0}, relayed{0}, handed_off{0}, idle_sleeps{0};
+  std::atomic<uint64_t> rx{0}, tx{0}, relayed{0}, handed_off{0}, hairpinned{0}, idle_sleeps{0};
   std::atomic<uint64_t> drops[kDropCount] = {};
 };
 

@@ -5,6 +5,9 @@
 //     -> SRTP packets of the burst: one srtp::Engine batch (all cipher jobs in
 //        flight together), then finish_crypto (deferred latch, checksums)
 //     -> buffered TX per port, flushed at the end of every loop
+//   frames relayed to one of our own addresses (NAT loopback) are kept aside
+//   and processed again, as received on that address's port, after the batch
+//   that produced them; a flow owned by another worker gets them by hand-off
 //   report a QSBR quiescent state once per loop
 //   back off with short sleeps when idle (offline for QSBR while asleep)
 #include <rte_cycles.h>
@@ -17,7 +20,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <functional>
+#include <iterator>
 #include <thread>
 
 #include "dataplane/runtime.h"
@@ -33,7 +38,7 @@ struct TxBuffer {
 
 // Counters are accumulated per burst in locals and published once.
 struct BurstCounters {
-  uint64_t rx = 0, tx = 0, relayed = 0, handed_off = 0;
+  uint64_t rx = 0, tx = 0, relayed = 0, handed_off = 0, hairpinned = 0;
   uint64_t drops[kDropCount] = {};
 };
 
@@ -80,9 +85,18 @@ int Runtime::worker_main(Worker& w) {
   srtp::Op ops[srtp::Engine::kMaxBatch];
   int npend = 0;
   std::function<void(BurstCounters&, uint64_t)> run_crypto;
+  // Frames relayed to ourselves, waiting to be processed again. At most one
+  // per frame processed since the last drain (a frame that comes back is not
+  // relayed to ourselves twice), so kBurst + the crypto batch bound it.
+  rte_mbuf* hairpins[kBurst + srtp::Engine::kMaxBatch];
+  unsigned nhair = 0;
 
-  auto dispatch = [&](rte_mbuf* m, const Outcome& o, uint8_t in_idx, uint64_t now,
-                      BurstCounters& bc) {
+  // An mbuf's `port` carries the ingress port index through the hand-off
+  // ring; this bit says the frame was relayed to ourselves already.
+  constexpr uint16_t kHairpinMark = 0x100;
+
+  auto dispatch = [&](rte_mbuf* m, const Outcome& o, uint8_t in_idx, bool hairpinned,
+                      uint64_t now, BurstCounters& bc) {
     if (o.event.kind != EventKind::kNone) {
       bool send = true;
       if (o.event.kind == EventKind::kResolve) {
@@ -100,6 +114,17 @@ int Runtime::worker_main(Worker& w) {
         m->pkt_len = o.len;
         m->ol_flags = 0;
         bc.relayed++;
+        if (o.hairpin) {
+          if (nhair == std::size(hairpins)) {  // cannot happen (see above); never overrun
+            bc.drops[int(Drop::kRingFull)]++;
+            rte_pktmbuf_free(m);
+            return;
+          }
+          bc.hairpinned++;
+          m->port = o.out_port;
+          hairpins[nhair++] = m;
+          return;
+        }
         TxBuffer& b = tx[o.out_port];
         b.pkts[b.n++] = m;
         if (b.n == kBurst) flush(o.out_port, bc);
@@ -123,7 +148,7 @@ int Runtime::worker_main(Worker& w) {
         }
         return;
       case Action::kHandoff:
-        m->port = in_idx;
+        m->port = uint16_t(in_idx | (hairpinned ? kHairpinMark : 0));
         if (rte_ring_mp_enqueue(workers_[o.worker]->inbox, m) != 0) {
           bc.drops[int(Drop::kRingFull)]++;
           rte_pktmbuf_free(m);
@@ -155,11 +180,12 @@ int Runtime::worker_main(Worker& w) {
       rte_mbuf* m = pend[i].m;
       Outcome f = finish_crypto(dp, static_cast<uint8_t*>(m->buf_addr), pend[i].o, ops[i].verdict,
                                 ops[i].len, now);
-      dispatch(m, f, 0, now, bc);
+      dispatch(m, f, 0, false, now, bc);
     }
   };
 
-  auto process = [&](rte_mbuf* m, uint8_t in_idx, uint64_t now, BurstCounters& bc) {
+  auto process = [&](rte_mbuf* m, uint8_t in_idx, bool hairpinned, uint64_t now,
+                     BurstCounters& bc) {
     // af_packet (and NICs with stripping on) hand us the 802.1Q tag out of
     // band; put it back so the core sees the frame as it was on the wire.
     if ((m->ol_flags & RTE_MBUF_F_RX_VLAN_STRIPPED) && rte_vlan_insert(&m) != 0) {
@@ -173,8 +199,22 @@ int Runtime::worker_main(Worker& w) {
       return;
     }
     Outcome o = process_frame(dp, static_cast<uint8_t*>(m->buf_addr), m->data_off, m->data_len,
-                              in_idx, w.id, now);
-    dispatch(m, o, in_idx, now, bc);
+                              in_idx, w.id, now, hairpinned);
+    dispatch(m, o, in_idx, hairpinned, now, bc);
+  };
+
+  // Crypto of the current batch, then the frames it relayed to ourselves
+  // (whose own crypto runs in a second batch; those cannot come back again).
+  auto finish_batch = [&](BurstCounters& bc, uint64_t now) {
+    run_crypto(bc, now);
+    while (nhair) {
+      rte_mbuf* again[kBurst + srtp::Engine::kMaxBatch];
+      unsigned n = nhair;
+      std::memcpy(again, hairpins, n * sizeof(again[0]));
+      nhair = 0;
+      for (unsigned i = 0; i < n; ++i) process(again[i], uint8_t(again[i]->port), true, now, bc);
+      run_crypto(bc, now);
+    }
   };
 
   while (!stopping()) {
@@ -185,13 +225,14 @@ int Runtime::worker_main(Worker& w) {
       bc.rx += n;
       for (uint16_t i = 0; i < n; ++i) {
         if (i + 1 < n) rte_prefetch0(rte_pktmbuf_mtod(pkts[i + 1], void*));
-        process(pkts[i], q.index, now, bc);
+        process(pkts[i], q.index, false, now, bc);
       }
-      run_crypto(bc, now);
+      finish_batch(bc, now);
     }
     unsigned nh = rte_ring_sc_dequeue_burst(w.inbox, reinterpret_cast<void**>(pkts), kBurst, nullptr);
-    for (unsigned i = 0; i < nh; ++i) process(pkts[i], uint8_t(pkts[i]->port), now, bc);
-    run_crypto(bc, now);
+    for (unsigned i = 0; i < nh; ++i)
+      process(pkts[i], uint8_t(pkts[i]->port), (pkts[i]->port & kHairpinMark) != 0, now, bc);
+    finish_batch(bc, now);
     unsigned ni = rte_ring_sc_dequeue_burst(w.inject, reinterpret_cast<void**>(pkts), kBurst, nullptr);
     for (unsigned i = 0; i < ni; ++i) {
       uint8_t port = uint8_t(pkts[i]->port);
@@ -205,6 +246,7 @@ int Runtime::worker_main(Worker& w) {
     add(w.c.tx, bc.tx);
     add(w.c.relayed, bc.relayed);
     add(w.c.handed_off, bc.handed_off);
+    add(w.c.hairpinned, bc.hairpinned);
     for (int d = 0; d < kDropCount; ++d) add(w.c.drops[d], bc.drops[d]);
 
     // Nothing read from the flow table survives past this point.

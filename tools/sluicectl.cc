@@ -1276,11 +1276,13 @@ int stats(const Options& o, const Args& a) {
   ports.print(stdout);
 
   std::printf("\nWorkers:\n");
-  Table workers({"ID", "LCORE", "RX", "TX", "RELAYED", "HANDOFF", "SLEEPS", "DROPS"}, "rrrrrrrr");
+  Table workers({"ID", "LCORE", "RX", "TX", "RELAYED", "HANDOFF", "HAIRPIN", "SLEEPS", "DROPS"},
+                "rrrrrrrrr");
   for (const auto& w : s.workers())
     workers.add({absl::StrCat(w.worker()), absl::StrCat(w.lcore()), absl::StrCat(w.rx_packets()),
                  absl::StrCat(w.tx_packets()), absl::StrCat(w.relayed()),
-                 absl::StrCat(w.handed_off()), absl::StrCat(w.idle_sleeps()),
+                 absl::StrCat(w.handed_off()), absl::StrCat(w.hairpinned()),
+                 absl::StrCat(w.idle_sleeps()),
                  absl::StrCat(drop_sum(w.drops()))});
   workers.print(stdout);
 

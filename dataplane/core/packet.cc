@@ -147,7 +147,7 @@ uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst) {
 }
 
 Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint32_t len,
-                      uint8_t in_port, uint8_t worker, uint64_t now) {
+                      uint8_t in_port, uint8_t worker, uint64_t now, bool hairpinned) {
   uint8_t* f = buf + off;
   if (len < net::kEthHdr) return drop(Drop::kMalformed);
   const PortInfo& ip_port = dp.ports[in_port];
@@ -284,19 +284,30 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
     ttl = cfg.ttl_value;
   }
 
-  const PortInfo& eg = dp.ports[cfg.egress_port];
-  uint32_t nh = next_hop(dp, cfg.egress_port, dip);
-  if (!nh) return fail(Drop::kNoRoute);
+  // NAT loopback: a destination that is one of our own addresses is not
+  // sent (no neighbour answers for it); the frame is addressed to the port
+  // that owns it and comes back in there.
+  const int hp = own_port(dp, dip);
+  if (hp >= 0 && hairpinned) return fail(Drop::kHairpinLoop);
+  const uint8_t out_port = hp >= 0 ? uint8_t(hp) : cfg.egress_port;
+  const PortInfo& eg = dp.ports[out_port];
   net::Mac dmac;
-  if (!dp.neighbors->lookup(nh, &dmac)) {
-    Outcome o = fail(Drop::kNoNeighbor);
-    if (o.event.kind == EventKind::kNone) {
-      o.event.kind = EventKind::kResolve;
-      o.event.ip = nh;
-      o.event.port = cfg.egress_port;
+  if (hp >= 0) {
+    dmac = eg.mac;
+  } else {
+    uint32_t nh = next_hop(dp, cfg.egress_port, dip);
+    if (!nh) return fail(Drop::kNoRoute);
+    if (!dp.neighbors->lookup(nh, &dmac)) {
+      Outcome o = fail(Drop::kNoNeighbor);
+      if (o.event.kind == EventKind::kNone) {
+        o.event.kind = EventKind::kResolve;
+        o.event.ip = nh;
+        o.event.port = cfg.egress_port;
+      }
+      return o;
     }
-    return o;
   }
+  out.hairpin = hp >= 0;
 
   // Rewrite in place. The L2 header may grow or shrink by a VLAN tag.
   uint32_t new_l2 = eg.vlan ? net::kEthHdr + net::kVlanHdr : net::kEthHdr;
@@ -321,7 +332,7 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   if (cc) {
     // Lengths and checksums follow the payload's new size: finish_crypto().
     out.action = Action::kCrypto;
-    out.out_port = cfg.egress_port;
+    out.out_port = out_port;
     out.off = noff;
     CryptoWork& w = out.crypto;
     w.slot = slot;
@@ -346,7 +357,7 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   bump(st.packets, 1);
   bump(st.bytes, tot);
   out.action = Action::kForward;
-  out.out_port = cfg.egress_port;
+  out.out_port = out_port;
   out.off = noff;
   out.len = new_l2 + tot;  // drops Ethernet padding
   return out;

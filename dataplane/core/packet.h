@@ -82,6 +82,11 @@ struct Outcome {
   Drop drop = Drop::kMalformed;
   uint8_t out_port = 0;
   uint8_t worker = 0;  // kHandoff: the owning worker
+  // kForward/kCrypto: the destination is one of our own addresses (a
+  // teleworker-to-teleworker call whose PBX passed the relay's address
+  // through). The frame is addressed to port out_port; the worker feeds it
+  // back in as received there instead of sending it.
+  bool hairpin = false;
   uint32_t off = 0;    // kForward: new frame start within the buffer
   uint32_t len = 0;    // kForward: new frame length
   WorkerEvent event;   // kind != kNone: report it
@@ -91,8 +96,19 @@ struct Outcome {
 // Processes one frame received on in_port by `worker`. The frame occupies
 // buf[off, off+len); `off` bytes of headroom precede it (VLAN tags may be
 // added in front). On kForward the frame to send is buf[out.off, +out.len).
+// `hairpinned`: the frame is one we relayed to ourselves; it may not be
+// relayed to ourselves again (Drop::kHairpinLoop), so a loop of flows that
+// name each other's ports cannot spin.
 Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint32_t len,
-                      uint8_t in_port, uint8_t worker, uint64_t now_tsc);
+                      uint8_t in_port, uint8_t worker, uint64_t now_tsc,
+                      bool hairpinned = false);
+
+// The index of the port that owns address ip, or -1.
+inline int own_port(const DataplaneView& dp, uint32_t ip) {
+  for (int p = 0; p < dp.nports; ++p)
+    if (dp.ports[p].ip == ip) return p;
+  return -1;
+}
 
 // Completes a kCrypto outcome after the engine ran: on success the latch (if
 // deferred), the lengths and checksums; else a drop. payload_len is the UDP

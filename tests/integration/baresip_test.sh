@@ -15,6 +15,11 @@
 #      service with SIGHUP (a bad one is refused, the good one kept), the
 #      expiry alarm follows it, and the phone's connection carries a second
 #      call.
+#   5. Teleworker to teleworker through a PBX in direct-media mode (a
+#      record-routing proxy that passes SDP through): each call's inside SDP
+#      names the other call's relay port, so the dataplane relays media to
+#      its own inside address and takes it back in (NAT loopback), SRTP
+#      decrypted with one phone's key and encrypted with the other's.
 # Each time the media must arrive and decode at both ends: every phone sends
 # its own tone, and each end's decoded audio must be the other's tone.
 source "$(dirname "$0")/lib.sh"
@@ -237,3 +242,40 @@ check "tls: second call closed at the phone" quiet baresip_wait_event "$ph" CALL
 baresip_stop "$ph"
 check "tls: quitting unregisters through sluice" sipp_ok "$SIPP_LOG_ROOT/tlsreg" 10
 baresip_stop "$pbx"
+
+echo "== 5: teleworker to teleworker through a direct-media PBX (NAT loopback)"
+a=$LAB_DIR/loop-alice b=$LAB_DIR/loop-bob
+cp_stop
+LAB_SRTP_OUTSIDE=MANDATORY LAB_SRTP_INSIDE=OFF lab_cp_conf "$LAB_DIR/loop.conf"
+cp_start "$LAB_DIR/loop.conf" || exit 1
+in_pbx timeout 60 python3 "$ROOT/tests/integration/proxy_pbx.py" --bind $PBX:5060 --seconds 50 \
+  --trace "$LAB_DIR/proxy_pbx.trace"   >"$LAB_DIR/proxy_pbx.log" 2>&1 &
+sleep 0.5
+hairpinned() { sluicectl stats --json | python3 -c 'import json,sys; print(sum(int(w.get("hairpinned",0)) for w in json.load(sys.stdin)["workers"]))'; }
+hp0=$(hairpinned)
+new_phone "$a" alice $PHONE:5080 srtp-mand $TONE_PHONE $RELAY_OUT || exit 1
+new_phone "$b" bob $PHONE:5082 srtp-mand $TONE_PBX $RELAY_OUT || exit 1
+check "loop: alice starts" baresip_start "$NS_PHONE" "$a" 40 || exit 1
+check "loop: bob starts" baresip_start "$NS_PHONE" "$b" 40 || exit 1
+both_registered() { [ "$(sluicectl registrations list | grep -c -E "sip:(alice|bob)@$RELAY_OUT")" -ge 2 ]; }
+check "loop: both phones registered through sluice" wait_for 5 both_registered
+check "loop: alice dials bob" baresip_dial "$a" "sip:bob@$RELAY_OUT"
+check "loop: established at alice" quiet baresip_wait_event "$a" CALL_ESTABLISHED 8
+check "loop: established at bob (auto answer)" quiet baresip_wait_event "$b" CALL_ESTABLISHED 8
+check "loop: two calls through the relay" eq "$(calls_count)" 2
+check "loop: the PBX passed the relay's inside address through to the second call" \
+  has "$LAB_DIR/proxy_pbx.log" '"method": "INVITE", "to": "sip:bob[^"]*", .*"sdp": "'$RELAY_IN':[0-9]+"'
+to_self() { sluicectl --json flows list | python3 -c "
+import json,sys
+print(sum(f['spec'].get('destination',{}).get('address')=='$RELAY_IN' for f in json.load(sys.stdin).get('flows',[])))"; }
+check "loop: each call's inside RTP and RTCP flows are addressed to the other call's relay ports (4)" eq "$(to_self)" 4
+sleep $HOLD
+hp=$(( $(hairpinned) - hp0 ))
+echo "     frames relayed to the relay's own address: $hp"
+check "loop: the dataplane took media back in from its own address (>= 200)" ge "$hp" 200
+check "loop: alice hangs up" baresip_hangup "$a"
+media_checks loop "$a" "$b"
+check "loop: no hairpin loop drop" eq "$(sluicectl stats --json | grep -c hairpin_loop)" 0
+check "loop: both calls and their flows gone" wait_for 5 '[ "$(calls_count) $(flows_count)" = "0 0" ]'
+baresip_stop "$a"
+baresip_stop "$b"

@@ -490,6 +490,122 @@ TEST_CASE("a flow owned by another worker is handed off untouched", "[packet]") 
   CHECK(r.run(f, 0, 1).o.action == Action::kForward);
 }
 
+namespace {
+
+// Two calls of one teleworker-to-teleworker call through a PBX that passes
+// media addresses through (direct media): each call's inside leg names the
+// other call's inside port, so media crosses the relay's inside address.
+//   phone A <-> out:20000 / in:20002 <-> in:20006 / out:20004 <-> phone B
+void loopback_calls(Rig& r, std::function<void(FlowConfig&)> tweak = nullptr) {
+  auto flow = [&](uint32_t ip, uint16_t port, uint32_t src, uint16_t sport, uint32_t dst,
+                  uint16_t dport, uint32_t expect, uint16_t eport, uint8_t egress, uint64_t cookie) {
+    FlowConfig c;
+    c.src_ip = src;
+    c.src_port = sport;
+    c.dst_ip = dst;
+    c.dst_port = dport;
+    c.expect_ip = expect;
+    c.expect_port = eport;
+    c.egress_port = egress;
+    if (tweak) tweak(c);
+    REQUIRE(r.flows->upsert(ip, port, c, cookie, 1, 60000) == FlowTable::Result::kCreated);
+  };
+  flow(kRelayOut, 20000, kRelayIn, 20002, kRelayIn, 20006, kPhone, 4000, 1, 1);
+  flow(kRelayIn, 20002, kRelayOut, 20000, kPhone, 4000, kRelayIn, 20006, 0, 2);
+  flow(kRelayIn, 20006, kRelayOut, 20004, kPhone2, 4002, kRelayIn, 20002, 0, 3);
+  flow(kRelayOut, 20004, kRelayIn, 20006, kRelayIn, 20002, kPhone2, 4002, 1, 4);
+}
+
+}  // namespace
+
+TEST_CASE("media relayed to our own address comes back in (NAT loopback)", "[packet][hairpin]") {
+  Rig r;
+  SECTION("phone A to phone B through both calls' flows") {
+    loopback_calls(r);
+    UdpFrame in = from_phone();
+    auto first = r.run(in.build());
+    REQUIRE(first.o.action == Action::kForward);
+    CHECK(first.o.hairpin);
+    CHECK(first.o.out_port == 1);
+    Parsed p = parse_out(first.out);
+    CHECK(p.dst == kInMac);  // as if received on the inside port
+    CHECK(p.sip == kRelayIn);
+    CHECK(p.sport == 20002);
+    CHECK(p.dip == kRelayIn);
+    CHECK(p.dport == 20006);
+    CHECK(p.ip_ok);
+    CHECK(p.udp_ok);
+    // The worker feeds it back in on the inside port.
+    std::vector<uint8_t> buf(128 + first.out.size());
+    std::memcpy(buf.data() + 128, first.out.data(), first.out.size());
+    Outcome o = process_frame(r.dp, buf.data(), 128, uint32_t(first.out.size()), 1, 0, r.now, true);
+    REQUIRE(o.action == Action::kForward);
+    CHECK_FALSE(o.hairpin);
+    CHECK(o.out_port == 0);
+    CHECK(o.event.kind == EventKind::kLatched);  // call 2's inside flow latched on our own port
+    CHECK(o.event.ip == kRelayIn);
+    CHECK(o.event.peer_port == 20002);
+    p = parse_out(std::vector<uint8_t>(buf.begin() + o.off, buf.begin() + o.off + o.len));
+    CHECK(p.dst == kPhoneMac);
+    CHECK(p.src == kOutMac);
+    CHECK(p.sip == kRelayOut);
+    CHECK(p.sport == 20004);
+    CHECK(p.dip == kPhone2);
+    CHECK(p.dport == 4002);
+    CHECK(p.ttl == 62);  // one hop per relay pass
+    CHECK(p.ip_ok);
+    CHECK(p.udp_ok);
+    CHECK(p.payload == in.payload);
+    CHECK(r.flows->lookup(kRelayOut, 20000)->st.packets.load() == 1);
+    CHECK(r.flows->lookup(kRelayIn, 20006)->st.packets.load() == 1);
+  }
+  SECTION("the inside port's VLAN tag is what the frame comes back with") {
+    r.dp.ports[1].vlan = 7;
+    loopback_calls(r);
+    auto first = r.run(from_phone().build());
+    REQUIRE(first.o.action == Action::kForward);
+    REQUIRE(first.o.hairpin);
+    CHECK(parse_out(first.out).vlan == 7);
+    std::vector<uint8_t> buf(128 + first.out.size());
+    std::memcpy(buf.data() + 128, first.out.data(), first.out.size());
+    Outcome o = process_frame(r.dp, buf.data(), 128, uint32_t(first.out.size()), 1, 0, r.now, true);
+    CHECK(o.action == Action::kForward);
+    CHECK(o.out_port == 0);
+  }
+  SECTION("no neighbour is asked for our own address") {
+    loopback_calls(r);
+    auto first = r.run(from_phone().build());
+    CHECK(first.o.action == Action::kForward);
+    CHECK(first.o.event.kind != EventKind::kResolve);
+    CHECK_FALSE(r.neigh->get(kRelayIn).has_value());
+  }
+  SECTION("a frame already relayed to ourselves is not relayed to ourselves again") {
+    loopback_calls(r);
+    // Offered on the outside port as if it were new there: call 1's flow
+    // again would relay it to ourselves a second time.
+    UdpFrame again = from_phone();
+    std::vector<uint8_t> f = again.build();
+    std::vector<uint8_t> b2(128 + f.size());
+    std::memcpy(b2.data() + 128, f.data(), f.size());
+    Outcome o = process_frame(r.dp, b2.data(), 128, uint32_t(f.size()), 0, 0, r.now, true);
+    CHECK(o.action == Action::kDrop);
+    CHECK(o.drop == Drop::kHairpinLoop);
+    FlowSlot* s = r.flows->lookup(kRelayOut, 20000);
+    CHECK(s->st.drops[flow_drop_index(Drop::kHairpinLoop)].load() == 1);
+  }
+  SECTION("a hairpinned frame for another worker's flow is handed off") {
+    loopback_calls(r, [](FlowConfig& c) { c.worker = c.src_ip == kRelayOut ? 1 : 0; });
+    auto first = r.run(from_phone().build());
+    REQUIRE(first.o.action == Action::kForward);
+    REQUIRE(first.o.hairpin);
+    std::vector<uint8_t> buf(128 + first.out.size());
+    std::memcpy(buf.data() + 128, first.out.data(), first.out.size());
+    Outcome o = process_frame(r.dp, buf.data(), 128, uint32_t(first.out.size()), 1, 0, r.now, true);
+    CHECK(o.action == Action::kHandoff);
+    CHECK(o.worker == 1);
+  }
+}
+
 TEST_CASE("the policer admits burst packets then one per interval", "[packet][policer]") {
   Rig r;
   r.pair(Latch::kFirst, 1, [](FlowConfig& c) {
