@@ -257,7 +257,10 @@ bool Runtime::setup_ports(std::string* err) {
     pi.vlan = uint16_t(pc.vlan());
     p->addresses.push_back(pi.ip);
     for (const auto& a : pc.extra_addresses()) p->addresses.push_back(*net::parse_ipv4(a));
-    for (uint32_t a : p->addresses) flows_->add_address(a);
+    for (uint32_t a : p->addresses) {
+      int idx = flows_->add_address(a);
+      if (idx >= 0) view_.address_port[idx] = int8_t(i);
+    }
     ports_.push_back(std::move(p));
     view_.nports = i + 1;
     if (!pc.exception_tap().empty()) {

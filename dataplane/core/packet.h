@@ -41,6 +41,10 @@ struct DataplaneView {
   int nports = 0;
   RouteEntry routes[32];
   int nroutes = 0;
+  // The port each flow-table address belongs to, by address index (-1:
+  // none): where media addressed to ourselves comes back in.
+  int8_t address_port[FlowTable::kMaxAddresses] = {-1, -1, -1, -1, -1, -1, -1, -1,
+                                                   -1, -1, -1, -1, -1, -1, -1, -1};
   uint16_t media_min = 20000;
   uint16_t media_max = 31000;
   uint64_t tsc_hz = 1000000000;
@@ -103,11 +107,13 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
                       uint8_t in_port, uint8_t worker, uint64_t now_tsc,
                       bool hairpinned = false);
 
-// The index of the port that owns address ip, or -1.
+static_assert(FlowTable::kMaxAddresses == 16, "address_port's initialiser");
+
+// The index of the port that owns address ip (its own or an extra address),
+// or -1.
 inline int own_port(const DataplaneView& dp, uint32_t ip) {
-  for (int p = 0; p < dp.nports; ++p)
-    if (dp.ports[p].ip == ip) return p;
-  return -1;
+  int a = dp.flows->address_index(ip);
+  return a < 0 ? -1 : dp.address_port[a];
 }
 
 // Completes a kCrypto outcome after the engine ran: on success the latch (if

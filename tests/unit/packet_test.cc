@@ -41,8 +41,8 @@ struct Rig {
     dp.nports = 2;
     dp.ports[0] = PortInfo{kOutMac, kRelayOut, 24, 0, 0, true};
     dp.ports[1] = PortInfo{kInMac, kRelayIn, 24, 0, 0, true};
-    flows->add_address(kRelayOut);
-    flows->add_address(kRelayIn);
+    dp.address_port[flows->add_address(kRelayOut)] = 0;
+    dp.address_port[flows->add_address(kRelayIn)] = 1;
     neigh->set(kPhone, kPhoneMac, 0, NeighborTable::kReachable, 0);
     neigh->set(kPhone2, kPhoneMac, 0, NeighborTable::kReachable, 0);
     neigh->set(kPbx, kPbxMac, 1, NeighborTable::kReachable, 0);
