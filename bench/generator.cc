@@ -146,6 +146,7 @@ void Generator::setup(const GenParams& p) {
   uint32_t payload = std::max(p.payload_bytes, kMinPayload);
   crypto_ = p.crypto;
   reply_delta_ = p.reply_delta;
+  relay_hops_ = p.relay_hops;
   tag_ = p.keys ? srtp::info(p.keys->suite()).srtp_tag : 0;
   frame_len_ = kOffPayload + payload + tag_;
   samples_ = p.samples_per_packet;
@@ -334,7 +335,7 @@ void Generator::check(const rte_mbuf* m, bool hairpin, WarmupResult* r) const {
   if (hairpin) {
     ok = std::memcmp(d, src_mac_.data(), 6) == 0 && std::memcmp(d + 6, dst_mac_.data(), 6) == 0 &&
          ip32(ip + 12) == g.dst_ip && get16(udp) == g.dst_port && ip32(ip + 16) == src_ip_ &&
-         get16(udp + 2) == g.src_port && ip[8] == 63;
+         get16(udp + 2) == g.src_port && ip[8] == 64 - relay_hops_;
   } else {
     ok = std::memcmp(d, tmpl_.data(), 12) == 0 && ip32(ip + 12) == src_ip_ &&
          get16(udp) == g.src_port && ip32(ip + 16) == g.dst_ip && get16(udp + 2) == g.dst_port &&

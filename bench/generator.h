@@ -49,6 +49,8 @@ struct GenParams {
   std::shared_ptr<const srtp::KeySet> keys;
   bool crypto = false;
   int reply_delta = 0;
+  // Relay passes a reply makes (the TTL it loses): 2 through NAT loopback.
+  uint8_t relay_hops = 1;
   std::array<uint8_t, 6> src_mac{};
   std::array<uint8_t, 6> dst_mac{};
   uint32_t src_ip = 0;
@@ -144,6 +146,7 @@ class Generator {
   // SRTP (see GenParams).
   bool crypto_ = false;
   int reply_delta_ = 0;
+  uint8_t relay_hops_ = 1;
   uint32_t tag_ = 0;
   srtp::CryptoConfig tx_cfg_;
   std::unique_ptr<srtp::CryptoState[]> states_;

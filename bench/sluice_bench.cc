@@ -63,6 +63,7 @@ struct Options {
   sluice::srtp::Suite suite = sluice::srtp::Suite::kAesCm128Sha1_80;
   const Codec* codec = nullptr;
   uint32_t flows = 0;
+  bool loopback = false;  // every packet crosses two flows via our own address
   double duration = 3;
   bool json = false;
   std::string dataplane, testpmd = "dpdk-testpmd";
@@ -76,6 +77,7 @@ void usage(FILE* f) {
                "usage: sluice-bench dataplane --codec g711|g729|opus --flows N\n"
                "                    [--duration SECONDS] [--json] [--dataplane PATH]\n"
                "                    [--testpmd PATH] [--crypto none|decrypt|encrypt|rekey]\n"
+               "                    [--loopback]\n"
                "                    [--suite aes_cm_128_hmac_sha1_80|aes_cm_128_hmac_sha1_32|\n"
                "                             aes_256_cm_hmac_sha1_80|aead_aes_128_gcm|\n"
                "                             aead_aes_256_gcm]\n"
@@ -89,7 +91,11 @@ void usage(FILE* f) {
                "                   what it sends for decrypt and rekey; rekey uses the same\n"
                "                   suite both ways. Adds cipher_ceiling_mpps: the same\n"
                "                   cipher operations back to back on one core, no packet I/O\n"
-               "  --suite SUITE    default aes_cm_128_hmac_sha1_80\n",
+               "  --suite SUITE    default aes_cm_128_hmac_sha1_80\n"
+               "  --loopback       NAT loopback: each of the N paths is two flows, the first\n"
+               "                   relaying to the second's port on our own address (a\n"
+               "                   teleworker-to-teleworker call through a direct-media PBX);\n"
+               "                   decrypt on the first flow, encrypt on the second\n",
                kPortsPerAddress * kMaxAddresses);
 }
 
@@ -340,6 +346,8 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--json") {
       o.json = true;
+    } else if (a == "--loopback") {
+      o.loopback = true;
     } else if (a == "--dataplane") {
       o.dataplane = val();
     } else if (a == "--testpmd") {
@@ -355,6 +363,13 @@ int main(int argc, char** argv) {
   }
   if (!o.codec || !o.flows) {
     usage(stderr);
+    return 2;
+  }
+  // Flow entries in the table: two per path with --loopback.
+  const uint32_t entries = o.loopback ? 2 * o.flows : o.flows;
+  if (entries > kPortsPerAddress * kMaxAddresses) {
+    die("--loopback takes two flows per path: --flows must be 1.." +
+        std::to_string(kPortsPerAddress * kMaxAddresses / 2));
     return 2;
   }
   if (o.dataplane.empty()) o.dataplane = self_dir() + "/../dataplane/sluice-dataplane";
@@ -375,8 +390,8 @@ int main(int argc, char** argv) {
     s.dir.clear();
     return 1;
   }
-  const uint32_t naddr = (o.flows + kPortsPerAddress - 1) / kPortsPerAddress;
-  const uint32_t max_flows = std::max<uint32_t>(1024, (o.flows + 1023) / 1024 * 1024);
+  const uint32_t naddr = (entries + kPortsPerAddress - 1) / kPortsPerAddress;
+  const uint32_t max_flows = std::max<uint32_t>(1024, (entries + 1023) / 1024 * 1024);
   auto interrupted = [&]() {
     die("interrupted; stopping");
     return 130;
@@ -479,28 +494,45 @@ int main(int argc, char** argv) {
   // 3. The flows: flow i is keyed at (relay address i / 64512, port 1024 +
   //    i % 64512), sends from that same endpoint and latches its first
   //    sender, so replies hairpin back to the generator.
+  //    --loopback: flow i (the path's first) sends from and to entry N+i on
+  //    our own address; flow N+i sends from entry i to the generator (to
+  //    the sender latched on flow i), so the reply looks the same.
   auto t_prog = std::chrono::steady_clock::now();
   const uint64_t generation = 1;
-  for (uint32_t base = 0; base < o.flows && !g_stop; base += kBatch) {
+  auto endpoint = [](pb::Endpoint* e, uint32_t entry) {
+    e->set_address(ip_str(relay_ip(entry / kPortsPerAddress)));
+    e->set_port(1024 + entry % kPortsPerAddress);
+  };
+  const bool has_decrypt = o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey;
+  const bool has_encrypt = o.crypto == Crypto::kEncrypt || o.crypto == Crypto::kRekey;
+  for (uint32_t base = 0; base < entries && !g_stop; base += kBatch) {
     pb::UpsertFlowsRequest req;
     req.set_generation(generation);
-    for (uint32_t i = base; i < std::min(o.flows, base + kBatch); ++i) {
+    for (uint32_t j = base; j < std::min(entries, base + kBatch); ++j) {
+      const uint32_t i = j % o.flows;         // the path
+      const bool second = j >= o.flows;       // --loopback: the path's second flow
       pb::FlowSpec* f = req.add_flows();
-      std::string local = ip_str(relay_ip(i / kPortsPerAddress));
-      uint32_t port = 1024 + i % kPortsPerAddress;
-      f->mutable_key()->set_local_address(local);
-      f->mutable_key()->set_local_port(port);
+      f->mutable_key()->set_local_address(ip_str(relay_ip(j / kPortsPerAddress)));
+      f->mutable_key()->set_local_port(1024 + j % kPortsPerAddress);
       f->set_kind(pb::FLOW_KIND_RTP);
       f->set_latch(pb::LATCH_POLICY_FIRST);
       f->set_egress_port("bench");
-      f->mutable_egress_source()->set_address(local);
-      f->mutable_egress_source()->set_port(port);
-      f->mutable_destination()->set_address(kGenIp);
-      f->mutable_destination()->set_port(10000 + i % 50000);
-      f->set_cookie(i + 1);
-      if (o.crypto == Crypto::kDecrypt || o.crypto == Crypto::kRekey)
+      if (!o.loopback) {
+        endpoint(f->mutable_egress_source(), j);
+      } else if (!second) {
+        endpoint(f->mutable_egress_source(), o.flows + i);
+        endpoint(f->mutable_destination(), o.flows + i);
+      } else {
+        endpoint(f->mutable_egress_source(), i);
+      }
+      if (!o.loopback || second) {
+        f->mutable_destination()->set_address(kGenIp);
+        f->mutable_destination()->set_port(10000 + i % 50000);
+      }
+      f->set_cookie(j + 1);
+      if (has_decrypt && (!o.loopback || !second))
         *f->mutable_crypto()->mutable_decrypt() = bench_key(o.suite);
-      if (o.crypto == Crypto::kEncrypt || o.crypto == Crypto::kRekey)
+      if (has_encrypt && (!o.loopback || second))
         *f->mutable_crypto()->mutable_encrypt() = bench_key(o.suite);
     }
     grpc::ClientContext ctx;
@@ -520,14 +552,14 @@ int main(int argc, char** argv) {
   }
   if (g_stop) return interrupted();
   double prog_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prog).count();
-  if (!get_stats(stub.get(), &st) || st.flows() != o.flows) {
+  if (!get_stats(stub.get(), &st) || st.flows() != entries) {
     die("after programming, GetStats reports " + std::to_string(st.flows()) + " flows, want " +
-        std::to_string(o.flows));
+        std::to_string(entries));
     return 1;
   }
   const uint64_t table_bytes = st.flow_table_bytes();
   const uint64_t capacity = st.flow_capacity();
-  progress("programmed " + std::to_string(o.flows) + " flows in " + std::to_string(prog_s) +
+  progress("programmed " + std::to_string(entries) + " flows in " + std::to_string(prog_s) +
            " s; flow table " + std::to_string(table_bytes) + " bytes for " +
            std::to_string(capacity) + " slots");
 
@@ -539,6 +571,7 @@ int main(int argc, char** argv) {
   gp.payload_bytes = o.codec->payload;
   gp.payload_type = o.codec->pt;
   gp.samples_per_packet = o.codec->samples;
+  gp.relay_hops = o.loopback ? 2 : 1;
   if (o.crypto != Crypto::kNone) {
     gp.crypto = true;
     const uint32_t tag = sluice::srtp::info(o.suite).srtp_tag;
@@ -679,9 +712,11 @@ int main(int argc, char** argv) {
                                                  : 0.0);
   const uint32_t frame = s.gen.frame_bytes();
   const double bpf = capacity ? double(table_bytes) / double(capacity) : 0;
-  uint64_t relayed = 0;
-  for (auto& w : after.workers()) relayed += w.relayed();
-  for (auto& w : before.workers()) relayed -= w.relayed();
+  uint64_t relayed = 0, hairpinned = 0;
+  for (auto& w : after.workers()) relayed += w.relayed(), hairpinned += w.hairpinned();
+  for (auto& w : before.workers()) relayed -= w.relayed(), hairpinned -= w.hairpinned();
+  crypto_json += absl::StrFormat("\"loopback\":%s,\"hairpinned\":%llu,",
+                                 o.loopback ? "true" : "false", (unsigned long long)hairpinned);
   if (o.json) {
     std::printf(
         "{%s\"codec\":\"%s\",\"payload_bytes\":%u,\"frame_bytes\":%u,\"flows\":%u,"
@@ -708,8 +743,9 @@ int main(int argc, char** argv) {
         (unsigned long long)dpw.bad_csum, (unsigned long long)dpw.bad_addr,
         (unsigned long long)pmw.rx, (unsigned long long)(pmw.bad_csum + pmw.bad_addr));
   } else {
-    std::printf("sluice-bench dataplane: %s, %u B payload (%u B frames), %u flows, %g s per phase\n",
-                o.codec->name, o.codec->payload, frame, o.flows, o.duration);
+    std::printf("sluice-bench dataplane: %s, %u B payload (%u B frames), %u %s, %g s per phase\n",
+                o.codec->name, o.codec->payload, frame, o.flows,
+                o.loopback ? "NAT loopback paths (two flows each)" : "flows", o.duration);
     std::printf("  dataplane, 1 worker core: %8.3f Mpps  (offered %.3f, loss %.4f%%)\n", mpps,
                 dp.tx_mpps(), dp.loss() * 100);
     std::printf("  testpmd io (ceiling):     %8.3f Mpps  (loss %.4f%%)   ratio %.3f\n", ceiling,
@@ -723,6 +759,9 @@ int main(int argc, char** argv) {
     std::printf("  flow table: %llu bytes for %llu slots = %.1f bytes per flow\n",
                 (unsigned long long)table_bytes, (unsigned long long)capacity, bpf);
     std::printf("  dataplane drops: %s\n", drops_json(after).c_str());
+    if (o.loopback)
+      std::printf("  NAT loopback: %llu frames relayed to our own address and taken back in\n",
+                  (unsigned long long)hairpinned);
     if (o.crypto != Crypto::kNone)
       std::printf("  srtp %s %s: cipher ceiling %.3f Mpps (same core, no I/O), ratio %.3f;"
                   " %.1f bytes of SRTP state per flow\n",
