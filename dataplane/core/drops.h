@@ -19,7 +19,7 @@ namespace sluice {
   X(kTtlExpired, "ttl_expired", true)                                          \
   X(kNoNeighbor, "no_neighbor", true)   /* next hop not resolved (yet) */      \
   X(kNoRoute, "no_route", true)                                                \
-  X(kHairpinLoop, "hairpin_loop", true) /* relayed to ourselves twice */       \
+  X(kHairpinLoop, "hairpin_loop", false) /* relayed to ourselves twice */      \
   X(kSrtpAuth, "srtp_auth_failed", false) /* per flow in its crypto state */  \
   X(kSrtpReplay, "srtp_replay", false)                                         \
   X(kSrtpMalformed, "srtp_malformed", false) /* too short, no room, no keys */ \
