@@ -906,6 +906,15 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
   const cfg::MediaSide& tp = media_side(to);
   *out = sdp::rewrite(s, plan, tp.advertised_address().empty() ? tp.address() : tp.advertised_address(),
                       ++sdp_version_);
+  // Offer/answer bookkeeping for refreshes: an answer settles the offer we
+  // sent the other way and this answer.
+  if (offer) {
+    call.sdp_offered = *out;
+  } else {
+    call.sdp_sent[static_cast<int>(to)] = *out;
+    if (!call.sdp_offered.empty()) call.sdp_sent[static_cast<int>(from)] = std::move(call.sdp_offered);
+    call.sdp_offered.clear();
+  }
   return true;
 }
 
@@ -1486,20 +1495,11 @@ void Gateway::session_timer_refreshed(Call& c, Side from, const Message& req, co
     if (s) c.session_expires_s = s;
     bool timer = has_option_tag(req, "Supported", "timer") || has_option_tag(req, "Require", "timer");
     bool relay = !timer || lower(sip::param(se, "refresher")) == "uas";
-    if (relay && !c.callee_update) {
-      // Neither refreshes: no timer from here on.
-      strip_session_timer(r);
-      ++counters_["session_timer_refresher_refused"];
-      c.st_imposed = false;
-      c.st_by_relay = false;
-      c.session_expires_s = 0;
-    } else {
-      c.st_by_relay = relay;
-      r->set("Session-Expires",
-             std::to_string(c.session_expires_s) + (relay ? ";refresher=uas" : ";refresher=uac"));
-      if (timer) add_option_tag(r, "Require", "timer");
-      ++counters_["session_refreshes"];
-    }
+    c.st_by_relay = relay;
+    r->set("Session-Expires",
+           std::to_string(c.session_expires_s) + (relay ? ";refresher=uas" : ";refresher=uac"));
+    if (timer) add_option_tag(r, "Require", "timer");
+    ++counters_["session_refreshes"];
   } else {
     // The other side's re-INVITE or UPDATE, in which the relay asked the
     // timer's side to refresh again (session_timer_request).
@@ -1512,54 +1512,75 @@ void Gateway::session_timer_refreshed(Call& c, Side from, const Message& req, co
 // The 2xx to a request in which the relay asked `callee` for a session timer
 // with refresher=uas. Either the callee agrees, or it names the relay
 // (refresher=uac, or no refresher: RFC 4028 7.2 leaves it to the UAC), and
-// the relay then refreshes with UPDATE where the callee allows UPDATE; or it
-// answers without Session-Expires (it has no timer) and none runs.
+// the relay then refreshes (send_refresh); or it answers without
+// Session-Expires (it has no timer) and none runs.
 void Gateway::take_timer_answer(Call& c, const Message& resp, Side callee) {
   std::string se = resp.value("Session-Expires");
   uint32_t s = parse_u32(sip::uri_of(se), 0);
   c.st_refresher = callee;
-  c.st_by_relay = false;
   c.session_expires_s = s;
   c.st_imposed = s != 0;
-  if (!s || lower(sip::param(se, "refresher")) == "uas") return;
-  if (c.callee_update) {
-    c.st_by_relay = true;
-    return;
-  }
-  ++counters_["session_timer_refresher_refused"];
-  c.st_imposed = false;
-  c.session_expires_s = 0;
+  c.st_by_relay = s && lower(sip::param(se, "refresher")) != "uas";
 }
 
-// The relay's own refresh on the callee's leg (RFC 4028 7.4): an UPDATE
-// without a body, so no offer/answer and nothing for the other side to see.
-// Its 2xx re-arms the timer; 481 or 408 (the callee lost the dialog or is
-// gone, RFC 5057) ends the call; 422 retries with the callee's Min-SE; 491
-// (another request under way) retries shortly. Any other answer still
-// proves the dialog alive, so the timer is re-armed and counted
-// (session_refresh_rejected).
+// The relay's own refresh on the callee's leg (RFC 4028 7.4), which the
+// other side never sees: an UPDATE without a body where the callee allows
+// UPDATE, else a re-INVITE carrying the SDP the relay settled with the
+// callee, unchanged (same o= version: RFC 3264 8 makes it no change), whose
+// 2xx the relay ACKs itself; the callee's answer is not applied (a refresh
+// changes no media). Its 2xx re-arms the timer; 481 or 408 (the callee lost
+// the dialog or is gone, RFC 5057) ends the call; 422 retries with the
+// callee's Min-SE; 491 (another request under way) retries shortly. Any
+// other answer still proves the dialog alive, so the timer is re-armed and
+// counted (session_refresh_rejected).
 void Gateway::send_refresh(uint64_t id) {
   auto it = calls_.find(id);
   if (it == calls_.end()) return;
   Call& c = it->second;
   c.refresh_timer = 0;
-  if (!c.st_imposed || !c.st_by_relay || c.state != CallState::kConfirmed) return;
-  if (c.inv_active) {
+  if (!c.st_imposed || !c.st_by_relay || c.state != CallState::kConfirmed || c.refresh_inv) return;
+  if (c.inv_active || c.waiting_ack) {
     // A re-INVITE is under way; its 2xx refreshes the session. Look again
     // shortly in case it fails.
     c.refresh_timer = timers_->after(2000, [this, id] { send_refresh(id); });
     return;
   }
   Side to = c.st_refresher;
-  Message m = new_request(c, to, "UPDATE");
+  const std::string& sdp = c.sdp_sent[static_cast<int>(to)];
+  if (!c.callee_update && sdp.empty()) {
+    // Nothing to refresh with (no SDP was ever settled on that leg): the
+    // timer stops; the callee's own expiry will end the call.
+    ++counters_["session_timer_refresher_refused"];
+    c.st_imposed = c.st_by_relay = false;
+    c.session_expires_s = 0;
+    arm_session_timer(c);
+    journal_call(c);
+    return;
+  }
+  Message m = new_request(c, to, c.callee_update ? "UPDATE" : "INVITE");
   m.set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
   add_option_tag(&m, "Supported", "timer");
+  const bool invite = !c.callee_update;
+  if (invite) {
+    set_sdp(&m, sdp);
+    c.refresh_inv = true;
+    ++counters_["session_refresh_reinvites_sent"];
+  }
+  const uint32_t cseq = c.leg[static_cast<int>(to)].local_cseq;
   ++counters_["session_refreshes_sent"];
-  tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id](const Message& resp, bool) {
+  tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id, invite, cseq, to](const Message& resp, bool) {
     if (resp.status < 200) return;
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
     Call& cc = it->second;
+    if (invite && resp.status < 300) {
+      // ACK every 2xx (retransmissions too: our ACK may have been lost).
+      Message ack = new_request(cc, to, "ACK");
+      ack.set("CSeq", std::to_string(cseq) + " ACK");
+      tx_.send_ack(ack, cc.leg[static_cast<int>(to)].peer);
+      if (!cc.refresh_inv) return;  // a retransmitted 2xx
+    }
+    if (invite) cc.refresh_inv = false;
     if (resp.status >= 200 && resp.status < 300) {
       std::string se = resp.value("Session-Expires");
       uint32_t s = parse_u32(sip::uri_of(se), 0);
@@ -1628,7 +1649,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
     return;
   }
   if (req.method == "INVITE") {
-    if (c.inv_active || c.waiting_ack) {
+    if (c.inv_active || c.waiting_ack || c.refresh_inv) {
       reply(stx, req, 491, "Request Pending", l.local_tag);
       return;
     }

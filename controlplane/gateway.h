@@ -169,9 +169,15 @@ struct Call {
   bool st_imposed = false;
   Side st_refresher = Side::kInside;
   // ... unless the callee asked the relay to refresh (refresher=uac in its
-  // 2xx): then the relay sends the refreshes, UPDATEs on st_refresher's leg.
+  // 2xx): then the relay sends the refreshes on st_refresher's leg, UPDATEs
+  // where the callee allows UPDATE, else re-INVITEs with the SDP it settled
+  // with that side, unchanged (RFC 4028 7.4, RFC 3264 8).
   bool st_by_relay = false;
   bool callee_update = false;  // the callee's 2xx allowed UPDATE
+  bool refresh_inv = false;    // the relay's refresh re-INVITE is under way
+  // The SDP the relay last settled with each side: its offer that side
+  // answered, or its answer to that side's offer; and its offer under way.
+  std::string sdp_sent[2], sdp_offered;
   sip::Timers::Id invite_timer = 0, session_timer = 0, refresh_timer = 0;
   // The INVITE transaction pair under way (the dialog-creating one, or a
   // re-INVITE): at most one per call, as RFC 3261 14.1 allows per dialog.

@@ -127,6 +127,8 @@ cfg::JournalRecord Gateway::call_record(const Call& c) const {
   j->set_flows_pushed(c.flows_pushed);
   j->set_timer_refresher(c.st_imposed ? (c.st_by_relay ? 3 : 1) + static_cast<uint32_t>(c.st_refresher) : 0);
   j->set_callee_update(c.callee_update);
+  if (c.st_imposed && c.st_by_relay && !c.callee_update)
+    j->set_refresh_sdp(c.sdp_sent[static_cast<int>(c.st_refresher)]);
   return r;
 }
 
@@ -243,6 +245,7 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
   c.st_by_relay = j.timer_refresher() >= 3 && j.timer_refresher() <= 4;
   if (c.st_imposed) c.st_refresher = static_cast<Side>((j.timer_refresher() - 1) % 2);
   c.callee_update = j.callee_update();
+  if (c.st_imposed) c.sdp_sent[static_cast<int>(c.st_refresher)] = j.refresh_sdp();
   c.journaled = true;
   c.restored = true;
   c.inv_active = false;
