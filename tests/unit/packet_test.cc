@@ -48,32 +48,30 @@ struct Rig {
     neigh->set(kPbx, kPbxMac, 1, NeighborTable::kReachable, 0);
   }
 
+  // One flow: keyed at ip:port, sent from src:sport to dst:dport, expecting
+  // expect:eport, out of port `egress`.
+  static FlowConfig flow(uint32_t src, uint16_t sport, uint32_t dst, uint16_t dport,
+                         uint32_t expect, uint16_t eport, uint8_t egress) {
+    FlowConfig c;
+    c.src_ip = src;
+    c.src_port = sport;
+    c.dst_ip = dst;
+    c.dst_port = dport;
+    c.expect_ip = expect;
+    c.expect_port = eport;
+    c.egress_port = egress;
+    return c;
+  }
+
   // The stream pair the lab programs: phone <-> out:20000 / in:20002 <-> PBX.
   void pair(Latch latch = Latch::kFirst, uint8_t max_senders = 1,
             std::function<void(FlowConfig&)> tweak = nullptr) {
-    FlowConfig a;
-    a.src_ip = kRelayIn;
-    a.src_port = 20002;
-    a.dst_ip = kPbx;
-    a.dst_port = 5000;
-    a.expect_ip = kPhone;
-    a.expect_port = 4000;
-    a.egress_port = 1;
-    a.latch = latch;
-    a.max_senders = max_senders;
-    FlowConfig b;
-    b.src_ip = kRelayOut;
-    b.src_port = 20000;
-    b.dst_ip = kPhone;
-    b.dst_port = 4000;
-    b.expect_ip = kPbx;
-    b.expect_port = 5000;
-    b.egress_port = 0;
-    b.latch = latch;
-    b.max_senders = max_senders;
-    if (tweak) {
-      tweak(a);
-      tweak(b);
+    FlowConfig a = flow(kRelayIn, 20002, kPbx, 5000, kPhone, 4000, 1);
+    FlowConfig b = flow(kRelayOut, 20000, kPhone, 4000, kPbx, 5000, 0);
+    for (FlowConfig* c : {&a, &b}) {
+      c->latch = latch;
+      c->max_senders = max_senders;
+      if (tweak) tweak(*c);
     }
     REQUIRE(flows->upsert(kRelayOut, 20000, a, 1, 1, 60000) == FlowTable::Result::kCreated);
     REQUIRE(flows->upsert(kRelayIn, 20002, b, 2, 1, 60000) == FlowTable::Result::kCreated);
@@ -499,14 +497,7 @@ namespace {
 void loopback_calls(Rig& r, std::function<void(FlowConfig&)> tweak = nullptr) {
   auto flow = [&](uint32_t ip, uint16_t port, uint32_t src, uint16_t sport, uint32_t dst,
                   uint16_t dport, uint32_t expect, uint16_t eport, uint8_t egress, uint64_t cookie) {
-    FlowConfig c;
-    c.src_ip = src;
-    c.src_port = sport;
-    c.dst_ip = dst;
-    c.dst_port = dport;
-    c.expect_ip = expect;
-    c.expect_port = eport;
-    c.egress_port = egress;
+    FlowConfig c = Rig::flow(src, sport, dst, dport, expect, eport, egress);
     if (tweak) tweak(c);
     REQUIRE(r.flows->upsert(ip, port, c, cookie, 1, 60000) == FlowTable::Result::kCreated);
   };
