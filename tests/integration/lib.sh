@@ -69,6 +69,24 @@ import json,sys
 d=json.load(sys.stdin)
 print(sum(int(f.get('packets',0)) for f in d.get('flows',[]) if f['spec']['key']['localAddress']=='$1'))"
 }
+# same_invite_sdp SIPP_MESSAGES_LOG N ADDRESS: the log holds N INVITEs whose
+# SDP bodies are identical byte for byte and on ADDRESS (session refreshes
+# that re-send the SDP settled before).
+same_invite_sdp() {
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+log, n, addr = open(sys.argv[1]).read().replace("\r\n", "\n"), int(sys.argv[2]), sys.argv[3]
+invites = [b for b in log.split("\n-----") if re.search(r"^INVITE ", b, re.M)]
+bodies = [b[b.find("\nv=0"):].strip() if "\nv=0" in b else "" for b in invites]
+ok = len(bodies) == n and bodies[0] and all(x == bodies[0] for x in bodies) and ("c=IN IP4 " + addr) in bodies[0]
+print("     %d INVITEs, bodies identical: %s" % (len(bodies), len(set(bodies)) == 1))
+for x in bodies[1:]:
+    if x != bodies[0]:
+        print("     first:   %r\n     refresh: %r" % (bodies[0], x))
+        break
+sys.exit(0 if ok else 1)
+PY
+}
 wait_for() {  # wait_for SECONDS 'shell condition': until it holds
   local n=$(($1 * 10)) i
   for i in $(seq 1 $n); do eval "$2" 2>/dev/null && return 0; sleep 0.1; done

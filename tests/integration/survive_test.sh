@@ -6,6 +6,8 @@
 #   again, removes a flow in its port range that no call owns, and the call
 #   then carries a hold re-INVITE, a resume and the phone's BYE. A phone's
 #   UDP registration survives the same restart: the PBX then calls it.
+#   A call whose session timer the relay refreshes by re-INVITE survives it
+#   too: the restarted relay re-sends the SDP it journalled.
 # - sluice-dataplane is stopped in the middle of a call and started again:
 #   the control plane pushes the call's flows again and RTP flows again.
 source "$(dirname "$0")/lib.sh"
@@ -82,6 +84,20 @@ cp_start || exit 1
 check "the subscription is restored from the journal" eq "$(counter subscriptions_restored)" 1
 check "after the restart the unsubscribe and the final NOTIFY follow the restored dialogs" both_ok sub2 vm2
 check "it ends with its terminating NOTIFY" eq "$(counter subscriptions_terminated)" 1
+
+echo "== a call the relay refreshes with re-INVITE survives the control plane's restart (its SDP is journalled)"
+pbx tmr pbx_timer_reinvite udp $PBX 5060 -
+sleep 0.5
+phone ph5 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 107
+wait_for 5 '[ "$(flows_count)" -ge 2 ]'
+kill_cp
+cp_start || exit 1
+check "the call is restored from the journal" eq "$(counter calls_restored)" 1
+check "the restarted relay refreshed it twice by re-INVITE; then the PBX's BYE reached the phone" both_ok ph5 tmr
+check "two re-INVITE refreshes from the restarted relay" eq "$(counter session_refresh_reinvites_sent)" 2
+check "each carried the journalled SDP, the first INVITE's byte for byte" \
+  same_invite_sdp "$SIPP_LOG_ROOT/tmr/messages.log" 3 "$RELAY_IN"
+check "no call left" eq "$(calls_count)" 0
 
 echo "== the dataplane restarts mid-call"
 long_call 2
