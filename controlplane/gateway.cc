@@ -1557,10 +1557,10 @@ void Gateway::send_refresh(uint64_t id) {
     journal_call(c);
     return;
   }
-  Message m = new_request(c, to, c.callee_update ? "UPDATE" : "INVITE");
+  const bool invite = !c.callee_update;
+  Message m = new_request(c, to, invite ? "INVITE" : "UPDATE");
   m.set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
   add_option_tag(&m, "Supported", "timer");
-  const bool invite = !c.callee_update;
   if (invite) {
     set_sdp(&m, sdp);
     c.refresh_inv = true;
