@@ -1,6 +1,8 @@
 #include "controlplane/gateway.h"
 #include "controlplane/gateway_util.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <chrono>
 #include <random>
@@ -755,6 +757,17 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
   if (!offer && s.media.size() > call.streams.size()) {
     *code = 488;
     return false;
+  }
+  // The dataplane relays to IPv4 addresses: a stream on a host name or an
+  // IPv6 address could get no flow, so it is refused here, before any state
+  // changes, rather than by the dataplane after the call is up.
+  for (const sdp::Media& m : s.media) {
+    in_addr a;
+    if (m.port != 0 && m.proto.rfind("RTP/", 0) == 0 && inet_pton(AF_INET, m.addr.c_str(), &a) != 1) {
+      ++counters_["sdp_unsupported_address"];
+      *code = 488;
+      return false;
+    }
   }
   std::vector<sdp::MediaPlan> plan;
   for (size_t i = 0; i < s.media.size(); ++i) {

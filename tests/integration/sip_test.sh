@@ -47,6 +47,14 @@ phone ph3 phone_cancel udp $PHONE 5070 $RELAY_OUT:5060 -s 102
 check "CANCEL relayed, 487 back to the phone" both_ok ph3 pbx3
 check "no call left after CANCEL" eq "$(calls_count)" 0
 
+echo "== offers on connection addresses the dataplane cannot relay to (IPv6, a host name): 488, nothing reaches the PBX"
+SIPP_FG=1 phone ph11 phone_offer_refused udp $PHONE 5070 $RELAY_OUT:5060 -s 109 -key conn "IP6 2001:db8::5"
+check "an IPv6 offer is refused with 488" sipp_ok "$SIPP_LOG_ROOT/ph11"
+SIPP_FG=1 phone ph12 phone_offer_refused udp $PHONE 5070 $RELAY_OUT:5060 -s 109 -key conn "IP4 phone.example.net"
+check "an offer on a host name is refused with 488" sipp_ok "$SIPP_LOG_ROOT/ph12"
+check "both counted; no call, no flow batch" eq \
+  "$(counter sdp_unsupported_address) $(calls_count) $(counter flow_push_failures)" "2 0 0"
+
 echo "== offerless INVITE with reliable provisionals: the offer in a 183 (100rel), its answer in the PRACK"
 pbx pbx6 pbx_prack udp $PBX 5060 -
 sleep 0.5
