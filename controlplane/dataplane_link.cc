@@ -164,14 +164,15 @@ void DataplaneLink::send_loop() {
       }
       queued_flows_ -= n;
     }
-    bool invalid = false;
-    if (send(run, &invalid)) continue;
+    bool refused = false;
+    if (send(run, &refused)) continue;
     size_t failed = 0;
-    if (invalid && run.size() > 1) {
-      // One call's bad flow refuses the whole RPC: send each call's batch on
-      // its own so that only that call's is refused.
+    if (refused && run.size() > 1) {
+      // One call's bad flow, or the flows that do not fit, refuse the whole
+      // RPC: send each call's batch on its own so that only that call's is
+      // refused.
       for (const Batch& b : run)
-        if (!send({b}, &invalid)) failed += b.upsert ? 1 : 0;
+        if (!send({b}, &refused)) failed += b.upsert ? 1 : 0;
     } else {
       failed = run.front().upsert ? run.size() : 0;
     }
@@ -185,7 +186,7 @@ void DataplaneLink::send_loop() {
   }
 }
 
-bool DataplaneLink::send(const std::vector<Batch>& run, bool* invalid) {
+bool DataplaneLink::send(const std::vector<Batch>& run, bool* refused) {
   dp::Dataplane::Stub* stub = stub_->rpc.get();
   grpc::ClientContext ctx;
   ctx.set_deadline(deadline(2000));
@@ -195,32 +196,33 @@ bool DataplaneLink::send(const std::vector<Batch>& run, bool* invalid) {
     dp::UpsertFlowsRequest req;
     req.set_generation(++generation_);
     size_t n = 0;
-    for (const Batch& b : run) {
-      n += b.rules.size();
-      for (const FlowRule& r : b.rules) {
-        dp::FlowSpec* f = req.add_flows();
-        f->mutable_key()->set_local_address(r.local_addr);
-        f->mutable_key()->set_local_port(r.local_port);
-        f->set_kind(static_cast<dp::FlowKind>(r.kind));
-        f->mutable_expected_peer()->set_address(r.expected_addr.empty() ? "0.0.0.0" : r.expected_addr);
-        f->mutable_expected_peer()->set_port(r.expected_port);
-        f->set_latch(static_cast<dp::LatchPolicy>(r.latch));
-        if (r.latch == 2) f->set_max_senders(r.max_senders);
-        f->set_egress_port(r.egress_port);
-        f->mutable_egress_source()->set_address(r.src_addr);
-        f->mutable_egress_source()->set_port(r.src_port);
-        f->mutable_destination()->set_address(r.dst_addr);
-        f->mutable_destination()->set_port(r.dst_port);
-        f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
-        f->set_dscp(r.dscp);
-        if (r.ttl_reset) {
-          f->set_ttl_policy(dp::TTL_POLICY_RESET);
-          f->set_ttl_value(r.ttl_reset);
-        }
-        f->set_cookie(r.cookie);
-        if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
-        if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());
+    std::vector<const std::vector<FlowRule>*> batches;
+    for (const Batch& b : run) batches.push_back(&b.rules);
+    for (const FlowRule* rule : merge_upserts(batches)) {
+      const FlowRule& r = *rule;
+      ++n;
+      dp::FlowSpec* f = req.add_flows();
+      f->mutable_key()->set_local_address(r.local_addr);
+      f->mutable_key()->set_local_port(r.local_port);
+      f->set_kind(static_cast<dp::FlowKind>(r.kind));
+      f->mutable_expected_peer()->set_address(r.expected_addr.empty() ? "0.0.0.0" : r.expected_addr);
+      f->mutable_expected_peer()->set_port(r.expected_port);
+      f->set_latch(static_cast<dp::LatchPolicy>(r.latch));
+      if (r.latch == 2) f->set_max_senders(r.max_senders);
+      f->set_egress_port(r.egress_port);
+      f->mutable_egress_source()->set_address(r.src_addr);
+      f->mutable_egress_source()->set_port(r.src_port);
+      f->mutable_destination()->set_address(r.dst_addr);
+      f->mutable_destination()->set_port(r.dst_port);
+      f->mutable_inactivity_timeout()->set_seconds(r.timeout_s);
+      f->set_dscp(r.dscp);
+      if (r.ttl_reset) {
+        f->set_ttl_policy(dp::TTL_POLICY_RESET);
+        f->set_ttl_value(r.ttl_reset);
       }
+      f->set_cookie(r.cookie);
+      if (r.decrypt.suite) fill_key(r.decrypt, f->mutable_crypto()->mutable_decrypt());
+      if (r.encrypt.suite) fill_key(r.encrypt, f->mutable_crypto()->mutable_encrypt());
     }
     dp::UpsertFlowsResponse resp;
     st = stub->UpsertFlows(&ctx, req, &resp);
@@ -246,7 +248,10 @@ bool DataplaneLink::send(const std::vector<Batch>& run, bool* invalid) {
     std::lock_guard<std::mutex> g(q_mu_);
     rpcs_.add(t0);
   }
-  *invalid = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT;
+  // Refused for what it carries (a flow the dataplane rejects, or more new
+  // flows than it has room for), not for being unable to reach it.
+  *refused = st.error_code() == grpc::StatusCode::INVALID_ARGUMENT ||
+             st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED;
   if (!st.ok() && run.front().upsert)
     fprintf(stderr, "sluice-controlplane: dataplane UpsertFlows: %s\n", st.error_message().c_str());
   // A delete of flows the dataplane no longer has is as good as done.

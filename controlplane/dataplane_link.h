@@ -63,7 +63,7 @@ class DataplaneLink : public FlowSink {
   };
   void send_loop();
   // One RPC for `batches` (all of one kind); false when it failed.
-  bool send(const std::vector<Batch>& batches, bool* invalid);
+  bool send(const std::vector<Batch>& batches, bool* refused);
   void enqueue(Batch b);
   void watch_loop();
   bool learn_generation();

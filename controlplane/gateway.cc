@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <random>
+#include <set>
 #include <utility>
 
 #include "controlplane/journal.h"
@@ -986,6 +987,16 @@ std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   return rules;
 }
 
+std::vector<const FlowRule*> merge_upserts(const std::vector<const std::vector<FlowRule>*>& batches) {
+  std::vector<const FlowRule*> out;
+  std::set<std::pair<std::string_view, uint16_t>> seen;
+  for (auto b = batches.rbegin(); b != batches.rend(); ++b)
+    for (auto r = (*b)->rbegin(); r != (*b)->rend(); ++r)
+      if (seen.emplace(r->local_addr, r->local_port).second) out.push_back(&*r);
+  std::reverse(out.begin(), out.end());
+  return out;
+}
+
 void Gateway::push_flows(Call& call) {
   std::vector<FlowRule> rules = flow_rules(call);
   if (rules.empty()) return;
@@ -1451,9 +1462,8 @@ void Gateway::on_ack(const Message& ack, const Peer& from) {
       push_flows(c);
       journal_call(c);
     }
-  } else if (c.offer_in_invite) {
-    push_flows(c);  // re-INVITE answers change flows too; idempotent otherwise
   }
+  // An offer in the INVITE: its answer, in the 2xx, pushed the flows.
   c.ack_peer = c.leg[static_cast<int>(ts)].peer;
   c.ack_bytes = m.serialize();
   tx_.send_ack(m, c.ack_peer);

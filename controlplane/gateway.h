@@ -76,6 +76,13 @@ struct FlowRule {
 };
 using FlowKey = std::pair<std::string, uint16_t>;
 
+// Consecutive upsert batches as the flows of one RPC. A key upserted more
+// than once (a call's early-media answer, then its final one; an answer,
+// then a re-INVITE's) is sent once, with its latest rule: that is what the
+// batches applied in order would leave, and the dataplane refuses a request
+// that names a key twice. The rules keep the order of their last occurrence.
+std::vector<const FlowRule*> merge_upserts(const std::vector<const std::vector<FlowRule>*>& batches);
+
 // A flow the dataplane reports having (for resynchronisation).
 struct PresentFlow {
   FlowKey key;

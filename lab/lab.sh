@@ -125,7 +125,7 @@ media {
 monitor { ${LAB_MONITOR:-disabled: true} }
 security { auth_failures: ${LAB_AUTH_FAILURES:-5} block_s: 60 }
 registrations { mobile_user_agents: "Mobile" max_expires_s: ${LAB_MAX_EXPIRES:-3600} }
-dataplane: "$SOCK"
+dataplane: "${LAB_DP_TARGET:-$SOCK}"
 admin_listen: "$CP_SOCK"
 state_dir: "$LAB_DIR"
 CONF

@@ -404,7 +404,40 @@ pbx pbx10 pbx_answer_fast udp $PBX 5060 - -m 3
 sleep 0.5
 phone ph10 phone_call_fast udp $PHONE 5070 $RELAY_OUT:5060 -s 108 -m 3 -r 10
 check "three calls set up and ended all the same" both_ok ph10 pbx10
-check "their six batches refused and counted" eq "$(counter flow_push_failures) $(counter flow_batches)" "6 6"
+check "their three batches (one per answer) refused and counted" eq "$(counter flow_push_failures) $(counter flow_batches)" "3 3"
 check "no flow reached the dataplane" eq "$(flows_count)" 0
+
+echo "== more new flows than the dataplane has room for: the merged request is retried call by call, only the call that does not fit is refused"
+# A dataplane with room for 10 flows (two calls of 4), reached through a
+# socket relay that is stopped while three calls are answered: the first
+# call's batch waits in its RPC, the other two queue behind it and go out
+# merged (8 new flows, 6 free).
+cp_stop
+lab_stop
+sed 's/max_flows: 65536/max_flows: 10/' "$LAB_DIR/dataplane.conf" >"$LAB_DIR/dataplane10.conf"
+lab_start "$LAB_DIR/dataplane10.conf" || exit 1
+python3 "$ROOT/tests/integration/sock_relay.py" --listen "$LAB_DIR/dp-relay.sock" \
+  --target "$LAB_DIR/dataplane.sock" --seconds 120 &
+RELAY_PID=$!
+for _ in $(seq 1 30); do [ -S "$LAB_DIR/dp-relay.sock" ] && break; sleep 0.1; done
+LAB_DP_TARGET="unix:$LAB_DIR/dp-relay.sock" lab_cp_conf "$LAB_DIR/relayed.conf"
+cp_start "$LAB_DIR/relayed.conf" || exit 1
+pbx pbx11 pbx_answer_bye udp $PBX 5060 - -m 3
+sleep 0.5
+kill -STOP $RELAY_PID
+phone ph11 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 110 -m 3 -r 20
+wait_for 3 '[ "$(counter flow_batches)" -ge 3 ]'
+kill -CONT $RELAY_PID
+wait_for 3 '[ "$(counter flow_push_failures)" -ge 1 ]'
+check "three calls answered while the link was held up, their batches queued" eq \
+  "$(counter flow_batches) $(counter flow_queue_max)" "3 2"
+check "two calls' flows are in (8 of 10), the third call's batch alone refused" eq \
+  "$(flows_count) $(counter flow_push_failures)" "8 1"
+check "the merged request was refused for room, then each call's batch sent on its own" \
+  grep -q "the batch adds 8 flows; 6 free of media.max_flows=10" "$LAB_DIR/controlplane.log"
+check "the three calls end normally (BYE from the PBX)" both_ok ph11 pbx11
+check "their flows are removed" wait_for 3 '[ "$(flows_count)" = 0 ]'
+kill $RELAY_PID 2>/dev/null
+wait $RELAY_PID 2>/dev/null
 
 sluicectl status | head -12

@@ -1,6 +1,6 @@
 // Control plane pieces without sockets: relay port pools, SDES keys, config
-// validation (defaults filled, bad fields named), and the journal's file
-// format (replay, torn tails, rewrite).
+// validation (defaults filled, bad fields named), the journal's file
+// format (replay, torn tails, rewrite), and how queued flow batches merge.
 #include <catch2/catch.hpp>
 
 #include <map>
@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "controlplane/config.h"
+#include "controlplane/gateway.h"
 #include "controlplane/journal.h"
 #include "controlplane/media.h"
 #include "controlplane/net/srv.h"
@@ -42,6 +43,33 @@ TEST_CASE("port pool: even RTP ports, RTCP next, freed ports reused last") {
   CHECK_FALSE(q.claim(20006));
   for (int i = 0; i < 4; ++i) CHECK(q.take() != 20006);
   CHECK(q.take() == 0);
+}
+
+TEST_CASE("flow batches merged into one request: each key once, its latest rule") {
+  auto rule = [](const char* addr, uint16_t port, uint16_t dst_port, uint64_t call) {
+    FlowRule r;
+    r.local_addr = addr;
+    r.local_port = port;
+    r.dst_port = dst_port;
+    r.cookie = call;
+    return r;
+  };
+  // Call 1's early-media answer, call 2's answer, call 1's final answer
+  // (its PBX side moved to port 7000), then a batch that names one key twice.
+  std::vector<FlowRule> early1 = {rule("10.0.0.1", 20000, 6000, 1), rule("10.0.1.1", 20000, 5000, 1)};
+  std::vector<FlowRule> call2 = {rule("10.0.0.1", 20002, 6002, 2), rule("10.0.1.1", 20002, 5002, 2)};
+  std::vector<FlowRule> final1 = {rule("10.0.0.1", 20000, 7000, 1), rule("10.0.1.1", 20000, 5000, 1)};
+  std::vector<FlowRule> twice = {rule("10.0.0.1", 20004, 1, 3), rule("10.0.0.1", 20004, 2, 3)};
+  auto merged = merge_upserts({&early1, &call2, &final1, &twice});
+  std::vector<std::string> got;
+  for (const FlowRule* r : merged)
+    got.push_back(r->local_addr + ":" + std::to_string(r->local_port) + ">" + std::to_string(r->dst_port));
+  CHECK(got == std::vector<std::string>{"10.0.0.1:20002>6002", "10.0.1.1:20002>5002", "10.0.0.1:20000>7000",
+                                        "10.0.1.1:20000>5000", "10.0.0.1:20004>2"});
+  // The same port on two relay addresses is two keys; one batch is itself.
+  CHECK(merge_upserts({&early1}).size() == 2);
+  CHECK(merge_upserts({&early1})[0] == &early1[0]);
+  CHECK(merge_upserts({}).empty());
 }
 
 TEST_CASE("SDES keys: fresh, the suite's size, split back into key and salt") {
