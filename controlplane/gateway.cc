@@ -1550,8 +1550,8 @@ void Gateway::take_timer_answer(Call& c, const Message& resp, Side callee) {
 // other side never sees: an UPDATE without a body where the callee allows
 // UPDATE, else a re-INVITE carrying the SDP the relay settled with the
 // callee, unchanged (same o= version: RFC 3264 8 makes it no change), whose
-// 2xx the relay ACKs itself; the callee's answer is not applied (a refresh
-// changes no media). Its 2xx re-arms the timer; 481 or 408 (the callee lost
+// 2xx the relay ACKs itself, taking the callee's answer
+// (take_refresh_answer). Its 2xx re-arms the timer; 481 or 408 (the callee lost
 // the dialog or is gone, RFC 5057) ends the call; 422 retries with the
 // callee's Min-SE; 491 (another request under way) retries shortly. Any
 // other answer still proves the dialog alive, so the timer is re-armed and
@@ -1605,6 +1605,7 @@ void Gateway::send_refresh(uint64_t id) {
     }
     if (invite) cc.refresh_inv = false;
     if (resp.status >= 200 && resp.status < 300) {
+      if (invite && has_sdp(resp)) take_refresh_answer(cc, to, resp.body);
       std::string se = resp.value("Session-Expires");
       uint32_t s = parse_u32(sip::uri_of(se), 0);
       if (s) cc.session_expires_s = s;
@@ -1631,6 +1632,26 @@ void Gateway::send_refresh(uint64_t id) {
       arm_session_timer(cc);
     }
   });
+}
+
+// The callee's answer to the relay's refresh re-INVITE. A refresh changes
+// nothing on our side, but the callee may still move its media (another
+// media server, a new address) or change its keys in the answer: its
+// stream state and the flows follow. The other side is not told: its relay
+// address and keys stay as they are, so the SDP settled with it is kept.
+void Gateway::take_refresh_answer(Call& c, Side callee, const std::string& body) {
+  std::string settled[2] = {c.sdp_sent[0], c.sdp_sent[1]}, offered = c.sdp_offered;
+  std::string unused;
+  int code = 0;
+  bool ok = rewrite_sdp(c, callee, false, body, &unused, &code);
+  for (int i = 0; i < 2; ++i) c.sdp_sent[i] = std::move(settled[i]);
+  c.sdp_offered = std::move(offered);
+  if (!ok) {
+    ++counters_["bad_answers"];
+    return;
+  }
+  ++counters_["session_refresh_answers_taken"];
+  push_flows(c);  // unchanged flows stay as they are on the dataplane
 }
 
 void Gateway::arm_session_timer(Call& c) {

@@ -410,6 +410,7 @@ class Gateway : public sip::Transactions::Handler {
   void arm_session_timer(Call& call);
   void take_timer_answer(Call& call, const sip::Message& resp, Side callee);
   void send_refresh(uint64_t id);
+  void take_refresh_answer(Call& c, Side callee, const std::string& body);
   // The session timer's part of a re-INVITE or UPDATE `m` relayed from
   // `from`, and of the 2xx `r` that answers one (`req` and `resp` as they
   // arrived); then re-arms the timer.

@@ -96,9 +96,17 @@ sent0=$(counter session_refreshes_sent)
 pbx pbx9 pbx_timer_reinvite udp $PBX 5060 -
 sleep 0.5
 phone ph9 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 107
+# The flows towards the PBX (keyed at the relay's outside address): their
+# destination ports, RTP and RTCP.
+to_pbx_ports() { sluicectl --json flows list | python3 -c "
+import json,sys
+print(' '.join(str(p) for p in sorted(f['spec']['destination']['port'] for f in json.load(sys.stdin).get('flows',[])
+                                      if f['spec']['key']['localAddress']=='$RELAY_OUT')))"; }
+check "the PBX moved its media in its second refresh answer: the flows towards it follow (port 6100, RTCP 6101)" \
+  wait_for 10 '[ "$(to_pbx_ports)" = "6100 6101" ]'
 check "two re-INVITE refreshes from the relay kept the call past its 4 s interval; the PBX's BYE reached the phone" both_ok ph9 pbx9
-check "two refreshes sent, both re-INVITEs, no further session expired" eq \
-  "$(($(counter session_refreshes_sent) - sent0)) $(counter session_refresh_reinvites_sent) $(counter session_timer_expired)" "2 2 1"
+check "two refreshes sent, both re-INVITEs, both answers taken, no further session expired" eq \
+  "$(($(counter session_refreshes_sent) - sent0)) $(counter session_refresh_reinvites_sent) $(counter session_refresh_answers_taken) $(counter session_timer_expired)" "2 2 2 1"
 check "each refresh carried the first INVITE's SDP byte for byte (same o= version), on the relay's inside address" \
   same_invite_sdp "$SIPP_LOG_ROOT/pbx9/messages.log" 3 "$RELAY_IN"
 check "no refresh reached the phone (its only INVITE is its own)" eq "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/ph9/messages.log")" 1

@@ -7,7 +7,8 @@
 #   then carries a hold re-INVITE, a resume and the phone's BYE. A phone's
 #   UDP registration survives the same restart: the PBX then calls it.
 #   A call whose session timer the relay refreshes by re-INVITE survives it
-#   too: the restarted relay re-sends the SDP it journalled.
+#   too: the restarted relay re-sends the SDP it journalled. A call that
+#   has carried 1100 in-dialog requests does too, its CSeqs still rising.
 # - sluice-dataplane is stopped in the middle of a call and started again:
 #   the control plane pushes the call's flows again and RTP flows again.
 source "$(dirname "$0")/lib.sh"
@@ -97,6 +98,36 @@ check "the restarted relay refreshed it twice by re-INVITE; then the PBX's BYE r
 check "two re-INVITE refreshes from the restarted relay" eq "$(counter session_refresh_reinvites_sent)" 2
 check "each carried the journalled SDP, the first INVITE's byte for byte" \
   same_invite_sdp "$SIPP_LOG_ROOT/tmr/messages.log" 3 "$RELAY_IN"
+check "no call left" eq "$(calls_count)" 0
+
+echo "== a call past 1000 in-dialog requests survives the control plane's restart: the relay's CSeqs keep rising"
+# The relay journals a leg again every 500 requests it sends on it and
+# restores the leg 1000 above what it journalled (RFC 3261 12.2.1.1: each
+# new request's CSeq is above the last); 1100 INFOs go past that margin.
+pbx inf pbx_info_sink udp $PBX 5060 -
+sleep 0.5
+phone ph6 phone_info_burst udp $PHONE 5070 $RELAY_OUT:5060 -s 108
+check "1100 INFOs relayed to the PBX" wait_for 30 '[ "$(grep -c "^INFO sip:" "$SIPP_LOG_ROOT/inf/messages.log")" -ge 1100 ]'
+kill_cp
+cp_start || exit 1
+check "the call is restored from the journal" eq "$(counter calls_restored)" 1
+check "the phone's BYE reached the PBX through the restarted relay" both_ok ph6 inf
+check "at the PBX, the relay's CSeqs rose through the INFOs and the BYE after the restart is above them all" \
+  python3 - "$SIPP_LOG_ROOT/inf/messages.log" <<'PY'
+import re, sys
+seqs = []
+for block in open(sys.argv[1]).read().split("\n-----"):
+    m = re.search(r"^(INFO|BYE) sip:", block, re.M)
+    c = re.search(r"^CSeq: *(\d+) (INFO|BYE)", block, re.M)
+    if "message received" in block and m and c:
+        seqs.append((c.group(2), int(c.group(1))))
+infos = [n for k, n in seqs if k == "INFO"]
+byes = [n for k, n in seqs if k == "BYE"]
+print("     %d INFOs, CSeq %s..%s; BYE %s" % (len(infos), infos[0] if infos else "-", infos[-1] if infos else "-", byes),
+      file=sys.stderr)
+ok = len(infos) >= 1100 and all(a < b for a, b in zip(infos, infos[1:])) and byes and min(byes) > infos[-1]
+sys.exit(0 if ok else 1)
+PY
 check "no call left" eq "$(calls_count)" 0
 
 echo "== the dataplane restarts mid-call"
