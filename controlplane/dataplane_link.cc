@@ -195,12 +195,12 @@ bool DataplaneLink::send(const std::vector<Batch>& run, bool* refused) {
   if (run.front().upsert) {
     dp::UpsertFlowsRequest req;
     req.set_generation(++generation_);
-    size_t n = 0;
     std::vector<const std::vector<FlowRule>*> batches;
     for (const Batch& b : run) batches.push_back(&b.rules);
-    for (const FlowRule* rule : merge_upserts(batches)) {
+    const std::vector<const FlowRule*> rules = merge_upserts(batches);
+    const size_t n = rules.size();
+    for (const FlowRule* rule : rules) {
       const FlowRule& r = *rule;
-      ++n;
       dp::FlowSpec* f = req.add_flows();
       f->mutable_key()->set_local_address(r.local_addr);
       f->mutable_key()->set_local_port(r.local_port);

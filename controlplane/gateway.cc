@@ -1,8 +1,6 @@
 #include "controlplane/gateway.h"
 #include "controlplane/gateway_util.h"
 
-#include <arpa/inet.h>
-
 #include <algorithm>
 #include <chrono>
 #include <random>
@@ -763,8 +761,8 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
   // IPv6 address could get no flow, so it is refused here, before any state
   // changes, rather than by the dataplane after the call is up.
   for (const sdp::Media& m : s.media) {
-    in_addr a;
-    if (m.port != 0 && m.proto.rfind("RTP/", 0) == 0 && inet_pton(AF_INET, m.addr.c_str(), &a) != 1) {
+    uint32_t ip;
+    if (m.port != 0 && m.proto.rfind("RTP/", 0) == 0 && !sip::parse_ip(m.addr, &ip)) {
       ++counters_["sdp_unsupported_address"];
       *code = 488;
       return false;
