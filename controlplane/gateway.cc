@@ -739,7 +739,7 @@ std::string Gateway::map_refer_to(const std::string& value, Side to) const {
 // SDP
 
 bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& body,
-                          std::string* out, int* code) {
+                          std::string* out, int* code, bool settle) {
   sdp::Session s;
   if (sdp::parse(body, &s) != sdp::Error::kNone) {
     ++counters_["bad_sdp"];
@@ -920,6 +920,7 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
                       ++sdp_version_);
   // Offer/answer bookkeeping for refreshes: an answer settles the offer we
   // sent the other way and this answer.
+  if (!settle) return true;
   if (offer) {
     call.sdp_offered = *out;
   } else {
@@ -1638,13 +1639,9 @@ void Gateway::send_refresh(uint64_t id) {
 // stream state and the flows follow. The other side is not told: its relay
 // address and keys stay as they are, so the SDP settled with it is kept.
 void Gateway::take_refresh_answer(Call& c, Side callee, const std::string& body) {
-  std::string settled[2] = {c.sdp_sent[0], c.sdp_sent[1]}, offered = c.sdp_offered;
   std::string unused;
   int code = 0;
-  bool ok = rewrite_sdp(c, callee, false, body, &unused, &code);
-  for (int i = 0; i < 2; ++i) c.sdp_sent[i] = std::move(settled[i]);
-  c.sdp_offered = std::move(offered);
-  if (!ok) {
+  if (!rewrite_sdp(c, callee, false, body, &unused, &code, /*settle=*/false)) {
     ++counters_["bad_answers"];
     return;
   }

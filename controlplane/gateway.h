@@ -385,8 +385,10 @@ class Gateway : public sip::Transactions::Handler {
   }
   // SDP: rewrites `body` coming from `from` for the other side. Returns
   // false (with *code) when the offer cannot be served (488).
+  // `settle`: record the result as offered or settled (for refreshes by
+  // re-INVITE); false where the result is not sent anywhere.
   bool rewrite_sdp(Call& call, Side from, bool offer, const std::string& body, std::string* out,
-                   int* code);
+                   int* code, bool settle = true);
   std::vector<FlowRule> flow_rules(const Call& call) const;
   std::vector<FlowKey> flow_keys(const Call& call) const;  // every relay port of the call
   void push_flows(Call& call);
