@@ -4,14 +4,16 @@
 # as teleworker UAC and PBX UAS, then registrations. Prints one JSON object.
 #
 #   sluice-bench sip [--calls N] [--rate R] [--hold-ms MS] [--registrations M]
-#                    [--reg-rate R] [--transport udp|tcp] [--json]
+#                    [--reg-rate R] [--transport udp|tcp] [--cp-config TEXT] [--json]
 #
 # Latency added by sluice is the through-sluice INVITE->200 time minus the
 # same scenario run directly UAC->UAS (no relay) in the same run (SIPp
 # measures in whole milliseconds); calls_per_second is setups completed per
 # second from the first to the last; memory per
 # call and per registration are the control plane's RSS growth divided by
-# what it held at the peak.
+# what it held at the peak. --cp-config appends TEXT to the lab control
+# plane's config (e.g. 'overload { queue_delay_ms: 0 }'); calls it refused
+# with 503 count as failed and are also reported by reason.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 CALLS=2000 RATE=200 HOLD=2000 REGS=10000 REG_RATE=2000 TRANSPORT=udp JSON=0
@@ -23,8 +25,9 @@ while [ $# -gt 0 ]; do
     --registrations) REGS=$2; shift ;;
     --reg-rate) REG_RATE=$2; shift ;;
     --transport) TRANSPORT=$2; shift ;;
+    --cp-config) export LAB_CP_EXTRA=$2; shift ;;
     --json) JSON=1 ;;
-    -h|--help) sed -n 2,13p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
     *) echo "sluice-bench sip: unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -206,5 +209,12 @@ d["flow_rpc_max_ms"] = round(cs.get("flow_rpc_max_us", 0) / 1000.0, 1)
 d["flow_rpcs_over_5ms"] = cs.get("flow_rpcs_over_5ms", 0)
 d["flow_batches"] = cs.get("flow_batches", 0)
 d["flow_queue_max"] = cs.get("flow_queue_max", 0)
+d["calls_refused_overload"] = cs.get("calls_refused_overload", 0)
+d["calls_refused_rate"] = cs.get("calls_refused_rate", 0)
+d["calls_refused_max_calls"] = cs.get("calls_refused_max_calls", 0)
+d["overload_episodes"] = cs.get("overload_episodes", 0)
+d["sip_queue_delay_max_ms"] = round(cs.get("sip_queue_delay_max_us", 0) / 1000.0, 1)
+d["sip_queued_over_100ms"] = cs.get("sip_queued_over_100ms", 0)
+d["sip_retransmissions_absorbed"] = cs.get("sip_retransmissions_absorbed", 0)
 print(json.dumps(d, indent=None if $JSON else 2))
 PY

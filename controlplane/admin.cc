@@ -251,6 +251,8 @@ class AdminService final : public pb::Admin::Service {
       resp->set_ports_in_use(gw_->ports_in_use());
       resp->set_ports_free(gw_->ports_free());
       resp->set_state_bytes(gw_->state_bytes());
+      resp->set_overloaded(gw_->admission().shedding());
+      resp->set_sip_queue_delay_ms(static_cast<uint32_t>(gw_->admission().delay_ms()));
       std::map<std::string, uint64_t> counters = gw_->counters();
       loop_->turns().report("loop_turn", &counters);
       loop_->turns_cpu().report("loop_turn_cpu", &counters);

@@ -137,6 +137,10 @@ absl::Status validate_config(cfg::ControlplaneConfig& c) {
   if (s.auth_failures() == 0) s.set_auth_failures(10);
   if (s.auth_window_s() == 0) s.set_auth_window_s(60);
   if (s.block_s() == 0) s.set_block_s(600);
+  auto& o = *c.mutable_overload();
+  if (!o.has_queue_delay_ms()) o.set_queue_delay_ms(100);
+  if (o.queue_delay_ms() > 10000) return bad("overload.queue_delay_ms", "at most 10000");
+  if (o.retry_after_s() > 86400) return bad("overload.retry_after_s", "at most 86400");
   auto& mon = *c.mutable_monitor();
   if (mon.options_interval_s() == 0) mon.set_options_interval_s(30);
   if (mon.failures_down() == 0) mon.set_failures_down(2);

@@ -27,7 +27,9 @@ Gateway::Gateway(const cfg::ControlplaneConfig& config, sip::Timers* timers,
       transport_(transport),
       flows_(flows),
       tx_(timers, transport, this,
-          sip::Timing{config.timers().t1_ms(), config.timers().t2_ms(), config.timers().t4_ms()}) {
+          sip::Timing{config.timers().t1_ms(), config.timers().t2_ms(), config.timers().t4_ms()}),
+      admission_(Admission::Limits{config.overload().max_calls(), config.overload().max_call_rate(),
+                                   config.overload().queue_delay_ms()}) {
   for (int s = 0; s < 2; ++s)
     ports_[s] = std::make_unique<PortPool>(static_cast<uint16_t>(cfg_.media().port_min()),
                                            static_cast<uint16_t>(cfg_.media().port_max()));
@@ -111,6 +113,20 @@ void Gateway::reply(uint64_t stx, const Message& req, int code, const char* reas
 // Input, abuse control
 
 void Gateway::on_message(const Message& m, const Peer& from) {
+  int64_t delay_us = transport_->rx_delay_us();
+  if (delay_us >= 0) {
+    int change = admission_.observe(now_ms(), delay_us);
+    if (change > 0) {
+      ++counters_["overload_episodes"];
+      std::fprintf(stderr, "sluice-controlplane: overload: SIP queued %lld ms; new calls get 503\n",
+                   static_cast<long long>(admission_.delay_ms()));
+      emit(13, 0, "", "", "on: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
+    } else if (change < 0) {
+      std::fprintf(stderr, "sluice-controlplane: overload over: SIP queued %lld ms\n",
+                   static_cast<long long>(admission_.delay_ms()));
+      emit(13, 0, "", "", "off: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
+    }
+  }
   if (m.request) {
     ++counters_["requests_in"];
     if (side_of(from) == Side::kOutside) {
@@ -1115,12 +1131,28 @@ void Gateway::auth_result(const Message& req, int status, const Peer& from) {
     count_auth_failure(from.ip);
 }
 
+// Overload control (admission.h): a new call over a limit gets 503, with
+// Retry-After when configured, before anything is allocated for it.
+bool Gateway::admit_call(uint64_t stx, const Message& req) {
+  Admission::Verdict v = admission_.admit(now_ms(), calls_.size());
+  if (v == Admission::Verdict::kAdmit) return true;
+  const char* counter = v == Admission::Verdict::kMaxCalls ? "calls_refused_max_calls"
+                        : v == Admission::Verdict::kRate   ? "calls_refused_rate"
+                                                           : "calls_refused_overload";
+  ++counters_[counter];
+  Message r = sip::make_response(req, 503, "Service Unavailable", sip::random_token(10));
+  if (uint32_t s = cfg_.overload().retry_after_s()) r.add("Retry-After", std::to_string(s));
+  tx_.respond(stx, r);
+  return false;
+}
+
 void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) {
   Side fs = side_of(from);
   Side ts = other(fs);
   Peer target;
   std::string ruri;
   int ui = -1;
+  if (!admit_call(stx, req)) return;
   if (!route_new(stx, req, fs, &target, &ruri, &ui)) return;
   if (calls_.size() >= 100000) {
     reply(stx, req, 503, "Service Unavailable");
@@ -1878,6 +1910,8 @@ std::map<std::string, uint64_t> Gateway::counters() const {
   out["transport_idle_closed"] = n.idle_closed;
   out["transport_send_failures"] = n.send_failures;
   out["tls_expiry_warnings"] = n.tls_expiry_warnings;
+  out["sip_queue_delay_max_us"] = n.rx_delay_max_us;
+  out["sip_queued_over_100ms"] = n.rx_delayed_over_100ms;
   if (journal_) {
     out["journal_bytes"] = journal_->bytes();
     out["journal_write_errors"] = journal_->write_errors();

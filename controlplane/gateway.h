@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "controlplane/admission.h"
 #include "controlplane/media.h"
 #include "controlplane/sdp/sdp.h"
 #include "controlplane/sip/message.h"
@@ -328,6 +329,7 @@ class Gateway : public sip::Transactions::Handler {
   size_t state_bytes() const;
   int64_t now_ms() const { return timers_->clock()->now_ms(); }
   const cfg::ControlplaneConfig& config() const { return cfg_; }
+  const Admission& admission() const { return admission_; }
 
   std::function<void(const GatewayEvent&)> on_event;
 
@@ -372,6 +374,7 @@ class Gateway : public sip::Transactions::Handler {
   void relay_out_of_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from);
 
   // Calls
+  bool admit_call(uint64_t stx, const sip::Message& req);
   void handle_invite(uint64_t stx, const sip::Message& req, const sip::Peer& from);
   void handle_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from, Call& call,
                         Side from_side);
@@ -457,6 +460,7 @@ class Gateway : public sip::Transactions::Handler {
   uint64_t next_sub_ = 1;
   std::map<uint32_t, Block> blocks_;
   std::map<uint32_t, std::pair<int64_t, uint32_t>> rate_;  // ip -> (second, count)
+  Admission admission_;
   std::vector<UpstreamState> upstreams_;
   std::map<std::string, uint64_t> counters_;
   Journal* journal_ = nullptr;

@@ -128,6 +128,7 @@ registrations { mobile_user_agents: "Mobile" max_expires_s: ${LAB_MAX_EXPIRES:-3
 dataplane: "${LAB_DP_TARGET:-$SOCK}"
 admin_listen: "$CP_SOCK"
 state_dir: "$LAB_DIR"
+${LAB_CP_EXTRA:-}
 CONF
 }
 

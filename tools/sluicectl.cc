@@ -562,6 +562,7 @@ constexpr EventTypeName kAdminEventTypes[] = {
     {apb::EVENT_TYPE_UPSTREAM_DOWN, "upstream_down"},
     {apb::EVENT_TYPE_MEDIA_LATCHED, "media_latched"},
     {apb::EVENT_TYPE_MEDIA_TIMEOUT, "media_timeout"},
+    {apb::EVENT_TYPE_OVERLOAD, "overload"},
 };
 
 template <size_t N>
@@ -1711,6 +1712,8 @@ int cp_status(const Options& o, const Args& a) {
   kv("flows", absl::StrCat(s.flows()));
   kv("relay ports", absl::StrCat(s.ports_in_use(), " in use, ", s.ports_free(), " free"));
   kv("state bytes", absl::StrCat(format_bytes(s.state_bytes()), " (", s.state_bytes(), ")"));
+  kv("overload", absl::StrCat(s.overloaded() ? "shedding new calls" : "no", " (SIP queued ",
+                              s.sip_queue_delay_ms(), " ms)"));
 
   Table t({"COUNTER", "VALUE"}, "lr");
   size_t zero = 0;

@@ -10,8 +10,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 
 namespace sluice::net {
 
@@ -165,6 +167,9 @@ int SipTransport::listen(const ListenerSpec& spec, std::string* error) {
   if (!stream) {
     int buf = 4 << 20;
     setsockopt(l.fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+    // The kernel's arrival time of each datagram: how long it queued before
+    // the loop read it (the overload signal, see rx_delay_us()).
+    setsockopt(l.fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof one);
   }
   sockaddr_in a = sa(spec.ip, spec.port);
   if (bind(l.fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
@@ -223,10 +228,29 @@ void SipTransport::on_udp(int li) {
   static thread_local char buf[65536];
   for (int i = 0; i < 64; ++i) {
     sockaddr_in from{};
-    socklen_t fl = sizeof from;
-    ssize_t n = recvfrom(listeners_[li].fd, buf, sizeof buf, 0, reinterpret_cast<sockaddr*>(&from),
-                         &fl);
+    iovec iov{buf, sizeof buf};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(timespec))];
+    msghdr mh{};
+    mh.msg_name = &from;
+    mh.msg_namelen = sizeof from;
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = control;
+    mh.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(listeners_[li].fd, &mh, 0);
     if (n < 0) break;
+    rx_delay_us_ = -1;
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;
+      timespec arrived{}, now{};
+      memcpy(&arrived, CMSG_DATA(c), sizeof arrived);
+      clock_gettime(CLOCK_REALTIME, &now);
+      int64_t us = (int64_t{now.tv_sec} - arrived.tv_sec) * 1000000 +
+                   (int64_t{now.tv_nsec} - arrived.tv_nsec) / 1000;
+      rx_delay_us_ = us < 0 ? 0 : us;
+      counters_.rx_delay_max_us = std::max<uint64_t>(counters_.rx_delay_max_us, rx_delay_us_);
+      if (rx_delay_us_ > 100000) ++counters_.rx_delayed_over_100ms;
+    }
     sip::Peer p;
     p.transport = sip::Transport::kUdp;
     p.ip = ntohl(from.sin_addr.s_addr);
@@ -235,6 +259,7 @@ void SipTransport::on_udp(int li) {
     if (!allowed(listeners_[li], p.ip)) continue;
     handle_datagram(buf, static_cast<size_t>(n), p);
   }
+  rx_delay_us_ = -1;
 }
 
 void SipTransport::on_accept(int li) {

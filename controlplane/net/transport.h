@@ -94,6 +94,10 @@ class SipTransport : public sip::Sender {
   // keys in SDP are masked).
   void set_trace(bool on) { trace_ = on; }
   bool connection_open(uint64_t conn) const { return conns_.count(conn) != 0; }
+  // While a handler runs for a UDP datagram: how long the datagram waited in
+  // the socket's queue (kernel arrival to read), in microseconds; -1 for
+  // messages from TCP/TLS connections, which carry no arrival time.
+  int64_t rx_delay_us() const { return rx_delay_us_; }
   size_t connections() const { return conns_.size(); }
 
   struct Counters {
@@ -108,6 +112,8 @@ class SipTransport : public sip::Sender {
     uint64_t send_failures = 0;
     uint64_t accepted = 0, connected = 0;
     uint64_t tls_expiry_warnings = 0;
+    uint64_t rx_delay_max_us = 0;        // longest a datagram queued before it was read
+    uint64_t rx_delayed_over_100ms = 0;  // datagrams that queued longer than 100 ms
   };
   const Counters& counters() const { return counters_; }
 
@@ -156,6 +162,7 @@ class SipTransport : public sip::Sender {
   Counters counters_;
   sip::Timers::Id sweep_timer_ = 0, expiry_timer_ = 0;
   bool trace_ = false;
+  int64_t rx_delay_us_ = -1;
   void trace(const char* dir, const sip::Peer& p, std::string_view bytes) const;
 };
 

@@ -16,6 +16,7 @@
 #include <fstream>
 #include <vector>
 
+#include "controlplane/admission.h"
 #include "controlplane/config.h"
 #include "controlplane/gateway.h"
 #include "controlplane/journal.h"
@@ -70,6 +71,83 @@ TEST_CASE("flow batches merged into one request: each key once, its latest rule"
   CHECK(merge_upserts({&early1}).size() == 2);
   CHECK(merge_upserts({&early1})[0] == &early1[0]);
   CHECK(merge_upserts({}).empty());
+}
+
+TEST_CASE("admission: call limit, call rate, and load shedding on the minimum queueing delay") {
+  using V = Admission::Verdict;
+  SECTION("max_calls counts the calls held") {
+    Admission a({2, 0, 0});
+    CHECK(a.admit(0, 0) == V::kAdmit);
+    CHECK(a.admit(0, 1) == V::kAdmit);
+    CHECK(a.admit(0, 2) == V::kMaxCalls);
+    CHECK(a.admit(0, 1) == V::kAdmit);
+  }
+  SECTION("max_call_rate: one second's burst, then the rate") {
+    Admission a({0, 10, 0});
+    int admitted = 0;
+    for (int i = 0; i < 20; ++i) admitted += a.admit(1000, 0) == V::kAdmit;
+    CHECK(admitted == 10);
+    CHECK(a.admit(1050, 0) == V::kRate);   // half a token back
+    CHECK(a.admit(1100, 0) == V::kAdmit);  // one token back in 100 ms
+    CHECK(a.admit(1100, 0) == V::kRate);
+    admitted = 0;
+    for (int t = 1200; t < 3200; t += 10) admitted += a.admit(t, 0) == V::kAdmit;
+    CHECK(admitted >= 19);  // 10/s over 2 s, what is left of the bucket
+    CHECK(admitted <= 21);
+  }
+  SECTION("a burst worked off within an interval does not shed") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 1000; t += 5) {
+      // Every other datagram waited 400 ms; the others 1 ms.
+      CHECK(a.observe(t, (t / 5) % 2 ? 400000 : 1000) == 0);
+      CHECK(a.admit(t, 0) == V::kAdmit);
+    }
+    CHECK(a.delay_ms() == 1);
+    CHECK_FALSE(a.shedding());
+  }
+  SECTION("a standing queue sheds after one interval and stops below half the target") {
+    Admission a({0, 0, 100});
+    int on = -1, off = -1;
+    for (int t = 0; t <= 1000; t += 5) {
+      int64_t delay_us = t < 500 ? 150000 : 40000;  // a queue of 150 ms, then 40 ms
+      int change = a.observe(t, delay_us);
+      if (change > 0) on = t;
+      if (change < 0) off = t;
+      V v = a.admit(t, 0);
+      if (t < 100) CHECK(v == V::kAdmit);           // the first interval is still open
+      if (t >= 100 && t < 500) CHECK(v == V::kOverload);
+      if (t >= 700) CHECK(v == V::kAdmit);
+    }
+    CHECK(on == 100);
+    CHECK(off >= 500);
+    CHECK(off <= 600);
+    CHECK(a.delay_ms() == 40);
+  }
+  SECTION("between target/2 and target the state holds (hysteresis)") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 150000);
+    REQUIRE(a.shedding());
+    for (int t = 305; t <= 800; t += 5) a.observe(t, 70000);
+    CHECK(a.shedding());
+    CHECK(a.delay_ms() == 70);
+  }
+  SECTION("silence ends shedding: no datagram for two intervals means no queue") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 150000);
+    REQUIRE(a.shedding());
+    CHECK(a.admit(600, 0) == V::kAdmit);
+    CHECK_FALSE(a.shedding());
+  }
+  SECTION("queue_delay_ms 0: never sheds") {
+    Admission a({0, 0, 0});
+    for (int t = 0; t <= 1000; t += 5) CHECK(a.observe(t, 5000000) == 0);
+    CHECK(a.admit(1000, 0) == V::kAdmit);
+  }
+  SECTION("messages without an arrival time (TCP/TLS) leave the signal alone") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 300; t += 5) a.observe(t, -1);
+    CHECK_FALSE(a.shedding());
+  }
 }
 
 TEST_CASE("SDES keys: fresh, the suite's size, split back into key and salt") {
@@ -129,6 +207,10 @@ TEST_CASE("config: defaults are filled in") {
   CHECK(c->timers().session_expires_s() == 14400);
   CHECK(c->registrations().mobile_idle_timeout_s() == 1200);
   CHECK(c->security().auth_failures() == 10);
+  CHECK(c->overload().queue_delay_ms() == 100);
+  CHECK(c->overload().max_calls() == 0);
+  CHECK(c->overload().retry_after_s() == 0);
+  CHECK(parse_config(kGood + std::string("overload { queue_delay_ms: 0 }"), "t.conf")->overload().queue_delay_ms() == 0);
   CHECK(c->admin_listen() == "unix:/run/sluice/controlplane.sock");
 }
 
@@ -150,6 +232,8 @@ TEST_CASE("config: errors name the field") {
   CHECK(error_of(base + R"(media { outside { address: "192.0.2.1" suites: "ROT13" } inside { address: "198.51.100.1" } })")
             .find("media.outside.suites[0]") != std::string::npos);
   CHECK(error_of(base + R"(media { outside { address: "192.0.2.1" } })").find("media.inside.address") != std::string::npos);
+  CHECK(error_of(g + "overload { queue_delay_ms: 10001 }").find("overload.queue_delay_ms") != std::string::npos);
+  CHECK(error_of(g + "overload { retry_after_s: 86401 }").find("overload.retry_after_s") != std::string::npos);
   CHECK(error_of(g + "timers { invite_timeout_s: 301 }").find("timers.invite_timeout_s") != std::string::npos);
   CHECK(error_of(g + "upstreams { host: \"198.51.100.11\" transport: TCP }").find("upstreams[1].transport") != std::string::npos);
   CHECK(error_of(g + "listeners { side: \"outside\" address: \"192.0.2.1\" allow: \"10.0.0.0/33\" }").find("allow[0]") != std::string::npos);

@@ -1,0 +1,60 @@
+// Call admission and overload control for new calls.
+//
+// Three limits, each answered with 503 by the gateway:
+// - max_calls: calls up at once (a site sized for N concurrent calls);
+// - max_call_rate: new calls per second (a token bucket holding one second's
+//   worth, so a burst up to the rate passes);
+// - load: the signalling thread is behind. Every UDP datagram carries its
+//   kernel arrival time, so the time it queued before the loop read it is
+//   known. Like CoDel, the signal is the *minimum* queueing delay over each
+//   100 ms interval: a burst that the loop works off within the interval
+//   leaves some datagram with a short wait, a standing queue does not.
+//   Shedding starts when an interval's minimum is above queue_delay_ms and
+//   stops after one below half of it. A queue that stands above T1 (500 ms)
+//   makes every UAC retransmit its INVITE, which adds load exactly when
+//   there is none to spare; refusing new calls early keeps the calls already
+//   admitted (their ACKs, BYEs, re-INVITEs) on time.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace sluice::cp {
+
+class Admission {
+ public:
+  struct Limits {
+    uint32_t max_calls = 0;        // 0: no limit
+    uint32_t max_call_rate = 0;    // per second; 0: no limit
+    uint32_t queue_delay_ms = 100; // 0: no load shedding
+  };
+  enum class Verdict { kAdmit, kMaxCalls, kRate, kOverload };
+  static constexpr int64_t kIntervalMs = 100;
+
+  explicit Admission(const Limits& limits) : limits_(limits) {}
+
+  // A received message's queueing delay. Returns +1 when shedding starts,
+  // -1 when it stops, 0 otherwise.
+  int observe(int64_t now_ms, int64_t delay_us);
+  // A new call (out-of-dialog INVITE) with `calls_up` calls already held.
+  Verdict admit(int64_t now_ms, size_t calls_up);
+
+  bool shedding() const { return shedding_; }
+  // The last closed interval's minimum queueing delay, in milliseconds.
+  int64_t delay_ms() const { return last_min_us_ < 0 ? 0 : last_min_us_ / 1000; }
+  const Limits& limits() const { return limits_; }
+
+ private:
+  // Closes the interval when `now_ms` is past it; returns the transition.
+  int roll(int64_t now_ms);
+
+  Limits limits_;
+  int64_t interval_start_ms_ = -1;
+  int64_t interval_min_us_ = -1;  // -1: no sample in this interval yet
+  int64_t last_min_us_ = -1;
+  bool shedding_ = false;
+  double tokens_ = -1;            // -1: bucket not started
+  int64_t tokens_at_ms_ = 0;
+};
+
+}  // namespace sluice::cp
