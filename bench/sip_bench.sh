@@ -4,7 +4,8 @@
 # as teleworker UAC and PBX UAS, then registrations. Prints one JSON object.
 #
 #   sluice-bench sip [--calls N] [--rate R] [--hold-ms MS] [--registrations M]
-#                    [--reg-rate R] [--transport udp|tcp] [--cp-config TEXT] [--json]
+#                    [--reg-rate R] [--transport udp|tcp] [--cp-config TEXT]
+#                    [--cp-cpu PCT] [--json]
 #
 # Latency added by sluice is the through-sluice INVITE->200 time minus the
 # same scenario run directly UAC->UAS (no relay) in the same run (SIPp
@@ -13,10 +14,12 @@
 # call and per registration are the control plane's RSS growth divided by
 # what it held at the peak. --cp-config appends TEXT to the lab control
 # plane's config (e.g. 'overload { queue_delay_ms: 0 }'); calls it refused
-# with 503 count as failed and are also reported by reason.
+# with 503 count as failed and are also reported by reason. --cp-cpu limits
+# the control plane to PCT% of one core (a cgroup quota): a signalling core
+# slower than the offered load, to see overload control at work.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-CALLS=2000 RATE=200 HOLD=2000 REGS=10000 REG_RATE=2000 TRANSPORT=udp JSON=0
+CALLS=2000 RATE=200 HOLD=2000 REGS=10000 REG_RATE=2000 TRANSPORT=udp JSON=0 CP_CPU=0
 while [ $# -gt 0 ]; do
   case $1 in
     --calls) CALLS=$2; shift ;;
@@ -26,13 +29,14 @@ while [ $# -gt 0 ]; do
     --reg-rate) REG_RATE=$2; shift ;;
     --transport) TRANSPORT=$2; shift ;;
     --cp-config) export LAB_CP_EXTRA=$2; shift ;;
+    --cp-cpu) CP_CPU=$2; shift ;;
     --json) JSON=1 ;;
-    -h|--help) sed -n 2,16p "$0"; exit 0 ;;
+    -h|--help) sed -n 2,19p "$0"; exit 0 ;;
     *) echo "sluice-bench sip: unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
-for n in "$CALLS" "$RATE" "$HOLD" "$REGS" "$REG_RATE"; do
+for n in "$CALLS" "$RATE" "$HOLD" "$REGS" "$REG_RATE" "$CP_CPU"; do
   [[ $n =~ ^[0-9]+$ ]] || { echo "sluice-bench sip: '$n' is not a number" >&2; exit 2; }
 done
 case $TRANSPORT in udp) T=u1 ;; tcp) T=t1 ;; *) echo "sluice-bench sip: --transport udp|tcp" >&2; exit 2 ;; esac
@@ -53,6 +57,9 @@ log() { [ $JSON = 1 ] || echo "sip-bench: $*" >&2; }
 lab_up >/dev/null || exit 1
 lab_start || exit 1
 cp_start || exit 1
+if [ "$CP_CPU" -gt 0 ]; then
+  cp_throttle "$CP_CPU" || { echo "sluice-bench sip: --cp-cpu needs a writable cgroup CPU controller" >&2; exit 2; }
+fi
 W=$LAB_DIR/bench
 mkdir -p "$W"
 CP_PID=$(cat "$LAB_DIR/controlplane.pid")
@@ -169,7 +176,7 @@ calls, rate = $CALLS, $RATE
 elapsed = $t1 - $t0 - $HOLD / 1000.0
 ok = int("$ok" or 0)
 d = {
-  "bench": "sip", "transport": "$TRANSPORT", "calls": calls, "rate": rate, "hold_ms": $HOLD,
+  "bench": "sip", "transport": "$TRANSPORT", "controlplane_cpu_pct": $CP_CPU or None, "calls": calls, "rate": rate, "hold_ms": $HOLD,
   "successful_calls": ok, "failed_calls": int("$failed" or 0) + max(0, calls - ok - int("$failed" or 0)),
   "calls_per_second": $relay_cps,
   "calls_per_second_direct": $direct_cps,

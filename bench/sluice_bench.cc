@@ -72,7 +72,8 @@ struct Options {
 void usage(FILE* f) {
   std::fprintf(f,
                "usage: sluice-bench sip [--calls N] [--rate R] [--hold-ms MS] [--registrations M]\n"
-               "                    [--reg-rate R] [--transport udp|tcp] [--cp-config TEXT] [--json]\n"
+               "                    [--reg-rate R] [--transport udp|tcp] [--cp-config TEXT]\n"
+               "                    [--cp-cpu PCT] [--json]\n"
                "  Call setups and registrations through the lab appliance, driven by SIPp.\n"
                "usage: sluice-bench dataplane --codec g711|g729|opus --flows N\n"
                "                    [--duration SECONDS] [--json] [--dataplane PATH]\n"

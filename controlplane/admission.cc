@@ -10,12 +10,14 @@ int Admission::roll(int64_t now_ms) {
     return 0;
   }
   if (now_ms - interval_start_ms_ < kIntervalMs) return 0;
-  // An interval without a single datagram in it (or more than one interval
-  // gone by) says nothing queued: the load is gone.
-  bool idle = interval_min_us_ < 0 || now_ms - interval_start_ms_ >= 2 * kIntervalMs;
-  last_min_us_ = idle ? 0 : interval_min_us_;
+  // A socket without a datagram in the interval had no queue; more than
+  // one interval gone by without a message at all says the load is gone.
+  int64_t worst = 0;
+  if (now_ms - interval_start_ms_ < 2 * kIntervalMs)
+    for (int64_t m : interval_min_us_) worst = std::max(worst, m);
+  last_min_us_ = worst;
   interval_start_ms_ = now_ms;
-  interval_min_us_ = -1;
+  std::fill(interval_min_us_.begin(), interval_min_us_.end(), -1);
   int64_t target_us = int64_t{limits_.queue_delay_ms} * 1000;
   if (!shedding_ && limits_.queue_delay_ms && last_min_us_ > target_us) {
     shedding_ = true;
@@ -28,10 +30,12 @@ int Admission::roll(int64_t now_ms) {
   return 0;
 }
 
-int Admission::observe(int64_t now_ms, int64_t delay_us) {
+int Admission::observe(int64_t now_ms, int queue, int64_t delay_us) {
   int t = roll(now_ms);
-  if (delay_us >= 0)
-    interval_min_us_ = interval_min_us_ < 0 ? delay_us : std::min(interval_min_us_, delay_us);
+  if (delay_us < 0 || queue < 0 || queue >= 64) return t;
+  if (static_cast<size_t>(queue) >= interval_min_us_.size()) interval_min_us_.resize(queue + 1, -1);
+  int64_t& m = interval_min_us_[queue];
+  m = m < 0 ? delay_us : std::min(m, delay_us);
   return t;
 }
 

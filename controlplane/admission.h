@@ -8,7 +8,10 @@
 //   kernel arrival time, so the time it queued before the loop read it is
 //   known. Like CoDel, the signal is the *minimum* queueing delay over each
 //   100 ms interval: a burst that the loop works off within the interval
-//   leaves some datagram with a short wait, a standing queue does not.
+//   leaves some datagram with a short wait, a standing queue does not. Each
+//   socket is its own queue (the loop serves them in turn), so the minimum
+//   is kept per socket and the worst socket's counts: the PBX's responses
+//   may go straight through while INVITEs from the phones queue for seconds.
 //   Shedding starts when an interval's minimum is above queue_delay_ms and
 //   stops after one below half of it. A queue that stands above T1 (500 ms)
 //   makes every UAC retransmit its INVITE, which adds load exactly when
@@ -18,6 +21,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 namespace sluice::cp {
 
@@ -33,14 +37,16 @@ class Admission {
 
   explicit Admission(const Limits& limits) : limits_(limits) {}
 
-  // A received message's queueing delay. Returns +1 when shedding starts,
-  // -1 when it stops, 0 otherwise.
-  int observe(int64_t now_ms, int64_t delay_us);
+  // A message that queued `delay_us` on socket `queue` (a small index, one
+  // per listener). Returns +1 when shedding starts, -1 when it stops, 0
+  // otherwise.
+  int observe(int64_t now_ms, int queue, int64_t delay_us);
   // A new call (out-of-dialog INVITE) with `calls_up` calls already held.
   Verdict admit(int64_t now_ms, size_t calls_up);
 
   bool shedding() const { return shedding_; }
-  // The last closed interval's minimum queueing delay, in milliseconds.
+  // The last closed interval's minimum queueing delay on its worst socket,
+  // in milliseconds.
   int64_t delay_ms() const { return last_min_us_ < 0 ? 0 : last_min_us_ / 1000; }
   const Limits& limits() const { return limits_; }
 
@@ -50,7 +56,8 @@ class Admission {
 
   Limits limits_;
   int64_t interval_start_ms_ = -1;
-  int64_t interval_min_us_ = -1;  // -1: no sample in this interval yet
+  // Per socket, the minimum in this interval; -1: no sample from it yet.
+  std::vector<int64_t> interval_min_us_;
   int64_t last_min_us_ = -1;
   bool shedding_ = false;
   double tokens_ = -1;            // -1: bucket not started

@@ -115,7 +115,7 @@ void Gateway::reply(uint64_t stx, const Message& req, int code, const char* reas
 void Gateway::on_message(const Message& m, const Peer& from) {
   int64_t delay_us = transport_->rx_delay_us();
   if (delay_us >= 0) {
-    int change = admission_.observe(now_ms(), delay_us);
+    int change = admission_.observe(now_ms(), from.listener, delay_us);
     if (change > 0) {
       ++counters_["overload_episodes"];
       std::fprintf(stderr, "sluice-controlplane: overload: SIP queued %lld ms; new calls get 503\n",

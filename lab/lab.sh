@@ -220,7 +220,37 @@ cp_start() {
     "${1:-$LAB_DIR/controlplane.conf}" status "$CP_SOCK" ${CP_ARGS:-}
 }
 
-cp_stop() { stop_pidfile "$LAB_DIR/controlplane.pid"; }
+cp_stop() { stop_pidfile "$LAB_DIR/controlplane.pid"; cp_unthrottle; }
+
+# Limits the running control plane to PCT percent of one core with a cgroup
+# CPU quota (v2 cpu.max, or v1 cpu.cfs_quota_us), so that its signalling
+# core is slower than the offered load: how overload control behaves.
+# Returns 1 where no CPU controller can be written. cp_unthrottle lifts it.
+cp_throttle() {
+  local pct=$1 pid d=
+  pid=$(cat "$LAB_DIR/controlplane.pid" 2>/dev/null) || return 1
+  if grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+    d=/sys/fs/cgroup/sluice-$LAB
+    grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control || echo +cpu >/sys/fs/cgroup/cgroup.subtree_control
+    mkdir -p "$d" && echo "$((pct * 1000)) 100000" >"$d/cpu.max" || return 1
+  elif [ -w /sys/fs/cgroup/cpu/cgroup.procs ]; then
+    d=/sys/fs/cgroup/cpu/sluice-$LAB
+    mkdir -p "$d" && echo 100000 >"$d/cpu.cfs_period_us" &&
+      echo $((pct * 1000)) >"$d/cpu.cfs_quota_us" || return 1
+  else
+    return 1
+  fi
+  echo "$d" >"$LAB_DIR/cp_cgroup"
+  echo "$pid" >"$d/cgroup.procs"
+}
+
+cp_unthrottle() {
+  local d pid
+  d=$(cat "$LAB_DIR/cp_cgroup" 2>/dev/null) || return 0
+  for pid in $(cat "$d/cgroup.procs" 2>/dev/null); do echo "$pid" >"$(dirname "$d")/cgroup.procs"; done
+  rmdir "$d" 2>/dev/null
+  rm -f "$LAB_DIR/cp_cgroup"
+}
 
 # SIPp run inside the phone or PBX namespace: $LAB_DIR/sipp-phone and
 # $LAB_DIR/sipp-pbx, for tests/sipp/sipp.sh's SIPP_BIN.

@@ -99,7 +99,7 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
     Admission a({0, 0, 100});
     for (int t = 0; t <= 1000; t += 5) {
       // Every other datagram waited 400 ms; the others 1 ms.
-      CHECK(a.observe(t, (t / 5) % 2 ? 400000 : 1000) == 0);
+      CHECK(a.observe(t, 0, (t / 5) % 2 ? 400000 : 1000) == 0);
       CHECK(a.admit(t, 0) == V::kAdmit);
     }
     CHECK(a.delay_ms() == 1);
@@ -110,7 +110,7 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
     int on = -1, off = -1;
     for (int t = 0; t <= 1000; t += 5) {
       int64_t delay_us = t < 500 ? 150000 : 40000;  // a queue of 150 ms, then 40 ms
-      int change = a.observe(t, delay_us);
+      int change = a.observe(t, 0, delay_us);
       if (change > 0) on = t;
       if (change < 0) off = t;
       V v = a.admit(t, 0);
@@ -125,27 +125,39 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
   }
   SECTION("between target/2 and target the state holds (hysteresis)") {
     Admission a({0, 0, 100});
-    for (int t = 0; t <= 300; t += 5) a.observe(t, 150000);
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 0, 150000);
     REQUIRE(a.shedding());
-    for (int t = 305; t <= 800; t += 5) a.observe(t, 70000);
+    for (int t = 305; t <= 800; t += 5) a.observe(t, 0, 70000);
     CHECK(a.shedding());
     CHECK(a.delay_ms() == 70);
   }
   SECTION("silence ends shedding: no datagram for two intervals means no queue") {
     Admission a({0, 0, 100});
-    for (int t = 0; t <= 300; t += 5) a.observe(t, 150000);
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 0, 150000);
     REQUIRE(a.shedding());
     CHECK(a.admit(600, 0) == V::kAdmit);
     CHECK_FALSE(a.shedding());
   }
+  SECTION("the worst socket counts: one queue standing sheds even when another is short") {
+    Admission a({0, 0, 100});
+    int on = -1;
+    for (int t = 0; t <= 300; t += 5) {
+      int change = a.observe(t, 1, 200);       // the PBX's responses: no queue
+      change += a.observe(t, 0, 300000);       // the phones' INVITEs: 300 ms
+      if (change > 0 && on < 0) on = t;
+    }
+    CHECK(on == 100);
+    CHECK(a.delay_ms() == 300);
+    CHECK(a.admit(300, 0) == V::kOverload);
+  }
   SECTION("queue_delay_ms 0: never sheds") {
     Admission a({0, 0, 0});
-    for (int t = 0; t <= 1000; t += 5) CHECK(a.observe(t, 5000000) == 0);
+    for (int t = 0; t <= 1000; t += 5) CHECK(a.observe(t, 0, 5000000) == 0);
     CHECK(a.admit(1000, 0) == V::kAdmit);
   }
   SECTION("messages without an arrival time (TCP/TLS) leave the signal alone") {
     Admission a({0, 0, 100});
-    for (int t = 0; t <= 300; t += 5) a.observe(t, -1);
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 0, -1);
     CHECK_FALSE(a.shedding());
   }
 }
