@@ -12,6 +12,9 @@
 //   socket is its own queue (the loop serves them in turn), so the minimum
 //   is kept per socket and the worst socket's counts: the PBX's responses
 //   may go straight through while INVITEs from the phones queue for seconds.
+//   A socket the loop read empty at some point in an interval had no
+//   standing queue in it, whatever its datagrams waited: one datagram held
+//   up by a short stall (a slow disk write) does not refuse calls.
 //   Shedding starts when an interval's minimum is above queue_delay_ms and
 //   stops after one below half of it. A queue that stands above T1 (500 ms)
 //   makes every UAC retransmit its INVITE, which adds load exactly when
@@ -38,10 +41,16 @@ class Admission {
   explicit Admission(const Limits& limits) : limits_(limits) {}
 
   // A message that queued `delay_us` on socket `queue` (a small index, one
-  // per listener). Returns +1 when shedding starts, -1 when it stops, 0
-  // otherwise.
+  // per listener; delay_us -1: a message without an arrival time, which
+  // only moves the clock). Returns +1 when shedding starts, -1 when it
+  // stops, 0 otherwise. tick() closes an interval without a message (while
+  // shedding, so that it stops when the load is gone).
   int observe(int64_t now_ms, int queue, int64_t delay_us);
-  // A new call (out-of-dialog INVITE) with `calls_up` calls already held.
+  int tick(int64_t now_ms) { return roll(now_ms); }
+  // The loop read socket `queue` until it was empty.
+  void drained(int queue);
+  // A new call (out-of-dialog INVITE) with `calls_up` calls already held,
+  // against the state the last observe() or tick() left.
   Verdict admit(int64_t now_ms, size_t calls_up);
 
   bool shedding() const { return shedding_; }
@@ -56,8 +65,11 @@ class Admission {
 
   Limits limits_;
   int64_t interval_start_ms_ = -1;
-  // Per socket, the minimum in this interval; -1: no sample from it yet.
+  // Per socket, the minimum in this interval (-1: no sample from it yet)
+  // and whether it was read empty in it.
   std::vector<int64_t> interval_min_us_;
+  std::vector<bool> interval_drained_;
+  bool track(int queue);
   int64_t last_min_us_ = -1;
   bool shedding_ = false;
   double tokens_ = -1;            // -1: bucket not started

@@ -58,6 +58,7 @@ Gateway::~Gateway() {
     timers_->cancel(c.refresh_timer);
   }
   for (auto& [id, sub] : subs_) timers_->cancel(sub.timer);
+  timers_->cancel(overload_timer_);
 }
 
 void Gateway::emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
@@ -113,20 +114,7 @@ void Gateway::reply(uint64_t stx, const Message& req, int code, const char* reas
 // Input, abuse control
 
 void Gateway::on_message(const Message& m, const Peer& from) {
-  int64_t delay_us = transport_->rx_delay_us();
-  if (delay_us >= 0) {
-    int change = admission_.observe(now_ms(), from.listener, delay_us);
-    if (change > 0) {
-      ++counters_["overload_episodes"];
-      std::fprintf(stderr, "sluice-controlplane: overload: SIP queued %lld ms; new calls get 503\n",
-                   static_cast<long long>(admission_.delay_ms()));
-      emit(13, 0, "", "", "on: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
-    } else if (change < 0) {
-      std::fprintf(stderr, "sluice-controlplane: overload over: SIP queued %lld ms\n",
-                   static_cast<long long>(admission_.delay_ms()));
-      emit(13, 0, "", "", "off: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
-    }
-  }
+  load_changed(admission_.observe(now_ms(), from.listener, transport_->rx_delay_us()));
   if (m.request) {
     ++counters_["requests_in"];
     if (side_of(from) == Side::kOutside) {
@@ -137,6 +125,28 @@ void Gateway::on_message(const Message& m, const Peer& from) {
     ++counters_["responses_in"];
   }
   tx_.receive(m, from);
+}
+
+// Overload control's transitions: logged, counted and sent to operators.
+// While shedding, a timer closes the intervals that no message closes, so
+// that shedding stops when the load is gone rather than at the next call.
+void Gateway::load_changed(int change) {
+  if (change > 0) {
+    ++counters_["overload_episodes"];
+    std::fprintf(stderr, "sluice-controlplane: overload: SIP queued %lld ms; new calls get 503\n",
+                 static_cast<long long>(admission_.delay_ms()));
+    emit(13, 0, "", "", "on: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
+  } else if (change < 0) {
+    std::fprintf(stderr, "sluice-controlplane: overload over: SIP queued %lld ms\n",
+                 static_cast<long long>(admission_.delay_ms()));
+    emit(13, 0, "", "", "off: SIP queued " + std::to_string(admission_.delay_ms()) + " ms");
+  }
+  if (admission_.shedding() && overload_timer_ == 0) {
+    overload_timer_ = timers_->after(Admission::kIntervalMs, [this] {
+      overload_timer_ = 0;
+      load_changed(admission_.tick(now_ms()));
+    });
+  }
 }
 
 void Gateway::on_bad(const Peer& from, sip::Error e, std::string_view raw) {

@@ -293,6 +293,8 @@ class Gateway : public sip::Transactions::Handler {
   // From the transport.
   void on_message(const sip::Message& m, const sip::Peer& from);
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw);
+  // A UDP listener was read empty (overload control: no standing queue).
+  void on_udp_drained(int listener) { admission_.drained(listener); }
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
   // `batches` flow batches the dataplane refused (counted; the next resync
@@ -374,6 +376,7 @@ class Gateway : public sip::Transactions::Handler {
   void relay_out_of_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from);
 
   // Calls
+  void load_changed(int change);
   bool admit_call(uint64_t stx, const sip::Message& req);
   void handle_invite(uint64_t stx, const sip::Message& req, const sip::Peer& from);
   void handle_in_dialog(uint64_t stx, const sip::Message& req, const sip::Peer& from, Call& call,
@@ -467,7 +470,7 @@ class Gateway : public sip::Transactions::Handler {
   std::string srv_via_;  // the SRV name the last DNS answer came from
   uint64_t next_call_ = 1;
   uint64_t sdp_version_ = 1;
-  sip::Timers::Id expiry_timer_ = 0, probe_timer_ = 0;
+  sip::Timers::Id expiry_timer_ = 0, probe_timer_ = 0, overload_timer_ = 0;
 };
 
 }  // namespace sluice::cp

@@ -275,7 +275,7 @@ const char kCallsWatchHelp[] =
     "  --types LIST   only these event types (comma-separated, repeatable):\n"
     "                 call_started, call_answered, call_updated, call_ended,\n"
     "                 registered, unregistered, blocked, unblocked, upstream_up,\n"
-    "                 upstream_down, media_latched, media_timeout\n"
+    "                 upstream_down, media_latched, media_timeout, overload\n"
     "  --count N      exit after N events\n"
     "  --json         one AdminEvent JSON object per line\n";
 

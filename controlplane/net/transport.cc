@@ -238,7 +238,10 @@ void SipTransport::on_udp(int li) {
     mh.msg_control = control;
     mh.msg_controllen = sizeof control;
     ssize_t n = recvmsg(listeners_[li].fd, &mh, 0);
-    if (n < 0) break;
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) handler_->on_udp_drained(li);
+      break;
+    }
     rx_delay_us_ = -1;
     for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
       if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_TIMESTAMPNS) continue;

@@ -131,12 +131,33 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
     CHECK(a.shedding());
     CHECK(a.delay_ms() == 70);
   }
-  SECTION("silence ends shedding: no datagram for two intervals means no queue") {
+  SECTION("silence ends shedding: an interval without datagrams had no queue") {
     Admission a({0, 0, 100});
     for (int t = 0; t <= 300; t += 5) a.observe(t, 0, 150000);
     REQUIRE(a.shedding());
-    CHECK(a.admit(600, 0) == V::kAdmit);
+    a.drained(0);              // the load stops: the socket is read empty
+    CHECK(a.tick(350) == 0);   // the interval is not over yet
+    CHECK(a.tick(600) == -1);  // the timer's tick, no message needed
     CHECK_FALSE(a.shedding());
+    CHECK(a.admit(600, 0) == V::kAdmit);
+  }
+  SECTION("datagrams held up by a stall, then the socket read empty: no standing queue") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 1000; t += 20) {
+      CHECK(a.observe(t, 0, 300000) == 0);
+      a.drained(0);
+    }
+    CHECK_FALSE(a.shedding());
+    // The same delays with the socket never read empty: a standing queue.
+    for (int t = 1000; t <= 1200; t += 20) a.observe(t, 0, 300000);
+    CHECK(a.shedding());
+  }
+  SECTION("a stall longer than an interval does not end shedding: the backlog still counts") {
+    Admission a({0, 0, 100});
+    for (int t = 0; t <= 300; t += 5) a.observe(t, 0, 400000);
+    REQUIRE(a.shedding());
+    CHECK(a.observe(900, 0, 1000000) == 0);  // 600 ms without running, then the backlog
+    CHECK(a.shedding());
   }
   SECTION("the worst socket counts: one queue standing sheds even when another is short") {
     Admission a({0, 0, 100});
