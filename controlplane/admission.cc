@@ -55,7 +55,8 @@ void Admission::drained(int queue) {
 }
 
 Admission::Verdict Admission::admit(int64_t now_ms, size_t calls_up) {
-  if (limits_.max_calls && calls_up >= limits_.max_calls) return Verdict::kMaxCalls;
+  if (calls_up >= kCallCeiling || (limits_.max_calls && calls_up >= limits_.max_calls))
+    return Verdict::kMaxCalls;
   if (shedding_) return Verdict::kOverload;
   if (limits_.max_call_rate) {
     double cap = limits_.max_call_rate;

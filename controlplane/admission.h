@@ -1,7 +1,8 @@
 // Call admission and overload control for new calls.
 //
 // Three limits, each answered with 503 by the gateway:
-// - max_calls: calls up at once (a site sized for N concurrent calls);
+// - max_calls: calls up at once (a site sized for N concurrent calls; never
+//   more than kCallCeiling);
 // - max_call_rate: new calls per second (a token bucket holding one second's
 //   worth, so a burst up to the rate passes);
 // - load: the signalling thread is behind. Every UDP datagram carries its
@@ -37,6 +38,8 @@ class Admission {
   };
   enum class Verdict { kAdmit, kMaxCalls, kRate, kOverload };
   static constexpr int64_t kIntervalMs = 100;
+  // The most calls one control plane holds, whatever max_calls says.
+  static constexpr size_t kCallCeiling = 100000;
 
   explicit Admission(const Limits& limits) : limits_(limits) {}
 

@@ -1164,10 +1164,6 @@ void Gateway::handle_invite(uint64_t stx, const Message& req, const Peer& from) 
   int ui = -1;
   if (!admit_call(stx, req)) return;
   if (!route_new(stx, req, fs, &target, &ruri, &ui)) return;
-  if (calls_.size() >= 100000) {
-    reply(stx, req, 503, "Service Unavailable");
-    return;
-  }
   uint64_t id = next_call_++;
   Call& c = calls_[id];
   c.id = id;

@@ -81,6 +81,9 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
     CHECK(a.admit(0, 1) == V::kAdmit);
     CHECK(a.admit(0, 2) == V::kMaxCalls);
     CHECK(a.admit(0, 1) == V::kAdmit);
+    Admission unlimited({0, 0, 0});
+    CHECK(unlimited.admit(0, Admission::kCallCeiling - 1) == V::kAdmit);
+    CHECK(unlimited.admit(0, Admission::kCallCeiling) == V::kMaxCalls);  // the hard ceiling
   }
   SECTION("max_call_rate: one second's burst, then the rate") {
     Admission a({0, 10, 0});
