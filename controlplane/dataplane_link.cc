@@ -165,18 +165,36 @@ void DataplaneLink::send_loop() {
       queued_flows_ -= n;
     }
     bool refused = false;
-    if (send(run, &refused)) continue;
+    const bool upserts = run.front().upsert;
+    // Each upsert batch is one call's (its rules carry the call's id).
+    std::vector<uint64_t> taken, turned_down;
     size_t failed = 0;
-    if (refused && run.size() > 1) {
+    if (send(run, &refused)) {
+      if (upserts)
+        for (const Batch& b : run) taken.push_back(b.rules.front().cookie);
+    } else if (refused && run.size() > 1) {
       // One call's bad flow, or the flows that do not fit, refuse the whole
       // RPC: send each call's batch on its own so that only that call's is
       // refused.
-      for (const Batch& b : run)
-        if (!send({b}, &refused)) failed += b.upsert ? 1 : 0;
-    } else {
-      failed = run.front().upsert ? run.size() : 0;
+      for (const Batch& b : run) {
+        if (send({b}, &refused))
+          taken.push_back(b.rules.front().cookie);
+        else if (refused)
+          turned_down.push_back(b.rules.front().cookie);
+        else
+          ++failed;
+      }
+    } else if (refused) {
+      turned_down.push_back(run.front().rules.front().cookie);
+    } else if (upserts) {
+      failed = run.size();
     }
-    if (failed) loop_->post([this, failed] { gateway_->flow_push_failed(failed); });
+    if (!taken.empty() || !turned_down.empty() || failed)
+      loop_->post([this, taken = std::move(taken), turned_down = std::move(turned_down), failed] {
+        if (!taken.empty()) gateway_->flows_accepted(taken);
+        if (!turned_down.empty()) gateway_->flows_refused(turned_down);
+        if (failed) gateway_->flow_push_failed(failed);
+      });
     std::lock_guard<std::mutex> g(q_mu_);
     if (sender_stop_) {  // shutting down with the dataplane away: give up
       queue_.clear();

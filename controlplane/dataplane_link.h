@@ -42,8 +42,8 @@ class DataplaneLink : public FlowSink {
   void stop();
 
   // Queued, in order; true unless the queue is over its bound (the dataplane
-  // has stopped taking batches). A batch the dataplane refuses comes back to
-  // the gateway as flow_push_failed on the loop.
+  // has stopped taking batches). Each batch's fate comes back to the
+  // gateway on the loop (see FlowSink).
   bool upsert(const std::vector<FlowRule>& rules) override;
   void remove(const std::vector<FlowKey>& keys) override;
 

@@ -1504,6 +1504,7 @@ void Gateway::on_ack(const Message& ack, const Peer& from) {
   c.ack_peer = c.leg[static_cast<int>(ts)].peer;
   c.ack_bytes = m.serialize();
   tx_.send_ack(m, c.ack_peer);
+  if (c.media_refused && !c.flows_in_dataplane && c.state == CallState::kConfirmed) end_media_refused(c);
 }
 
 void Gateway::on_cancel(uint64_t stx, const Message& cancel) {
@@ -1887,6 +1888,47 @@ void Gateway::on_media_timeout(uint64_t cookie, const std::string& flow) {
   if (c.state != CallState::kConfirmed || c.on_hold) return;
   ++counters_["media_timeouts"];
   end_call(cookie, "media-timeout", true, true);
+}
+
+void Gateway::flows_accepted(const std::vector<uint64_t>& calls) {
+  for (uint64_t id : calls) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    it->second.flows_in_dataplane = true;
+    it->second.media_refused = false;
+  }
+}
+
+void Gateway::flows_refused(const std::vector<uint64_t>& calls) {
+  counters_["flow_push_failures"] += calls.size();
+  counters_["flow_batches_refused"] += calls.size();
+  for (uint64_t id : calls) {
+    auto it = calls_.find(id);
+    if (it == calls_.end()) continue;
+    Call& c = it->second;
+    if (c.flows_in_dataplane) {
+      ++counters_["flow_changes_refused"];
+      fprintf(stderr,
+              "sluice-controlplane: call %llu: the dataplane refused its changed flows; it keeps "
+              "the ones it had\n",
+              static_cast<unsigned long long>(id));
+      continue;
+    }
+    if (c.state == CallState::kTerminating) continue;
+    c.media_refused = true;
+    // A BYE to the caller waits for its ACK (RFC 3261 15); an early call
+    // waits for its answer, whose batch may yet be taken.
+    if (c.state == CallState::kConfirmed && !c.waiting_ack) end_media_refused(c);
+  }
+}
+
+void Gateway::end_media_refused(Call& c) {
+  ++counters_["calls_ended_media_refused"];
+  fprintf(stderr,
+          "sluice-controlplane: call %llu: the dataplane holds no flows for it (refused); ending it "
+          "on both legs\n",
+          static_cast<unsigned long long>(c.id));
+  end_call(c.id, "media-refused", true, true);
 }
 
 void Gateway::on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer) {

@@ -94,10 +94,12 @@ struct PresentFlow {
 class FlowSink {
  public:
   virtual ~FlowSink() = default;
-  // One batch per call change, applied in order. False when it cannot be
-  // sent at all; a batch the dataplane refuses later is reported with
-  // Gateway::flow_push_failed. Either way the gateway keeps the call and
-  // re-pushes on reconnect.
+  // One batch per call change (every rule with the call's id as cookie),
+  // applied in order. False when it cannot be sent at all. What became of
+  // each batch comes back on the loop: Gateway::flows_accepted, or
+  // Gateway::flows_refused when the dataplane refused it for what it
+  // carries, or Gateway::flow_push_failed when the dataplane could not be
+  // reached (the resync on its return pushes the call again).
   virtual bool upsert(const std::vector<FlowRule>& rules) = 0;
   virtual void remove(const std::vector<FlowKey>& keys) = 0;
 };
@@ -214,6 +216,12 @@ struct Call {
   sip::Message callee_invite;  // as sent, for a failover
   sip::Timers::Id failover_timer = 0;
   bool flows_pushed = false;
+  // The dataplane took a batch of this call's (and has not lost it since:
+  // a resync that finds flows missing clears it).
+  bool flows_in_dataplane = false;
+  // It refused one while no batch was in: the call ends once it is
+  // confirmed, unless a later batch is taken first.
+  bool media_refused = false;
   bool journaled = false;  // in the journal (an end record is owed)
   bool restored = false;   // adopted from the journal at start-up
   std::string end_reason;
@@ -297,9 +305,17 @@ class Gateway : public sip::Transactions::Handler {
   void on_udp_drained(int listener) { admission_.drained(listener); }
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
-  // `batches` flow batches the dataplane refused (counted; the next resync
-  // pushes the calls' flows again).
+  // `batches` flow batches that did not reach the dataplane (counted; the
+  // resync on its return pushes the calls' flows again).
   void flow_push_failed(size_t batches) { counters_["flow_push_failures"] += batches; }
+  // The dataplane took these calls' batches (one id per batch).
+  void flows_accepted(const std::vector<uint64_t>& calls);
+  // The dataplane refused these calls' batches (a flow it rejects, or more
+  // new flows than it has room for). A call it holds no flows for has no
+  // media: it is ended with BYE on both legs (once the caller's ACK is in;
+  // an early one when answered). A call whose earlier flows it holds (a
+  // re-INVITE's change refused) keeps them; that is logged and counted.
+  void flows_refused(const std::vector<uint64_t>& calls);
   void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
   // The dataplane answered (at start-up, after an outage or its restart)
   // with the flows it has. Adopts those of known calls, pushes the calls
@@ -439,6 +455,7 @@ class Gateway : public sip::Transactions::Handler {
   std::string via(int listener, const std::string& branch) const;
   int listener_for(Side side, sip::Transport t) const;
   const cfg::MediaSide& media_side(Side s) const;
+  void end_media_refused(Call& c);
   void emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
             const std::string& detail);
 

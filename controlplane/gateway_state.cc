@@ -361,8 +361,11 @@ void Gateway::resync(const std::vector<PresentFlow>& present) {
       if (h->second->state == 3 /* FLOW_STATE_TIMED_OUT */) dead = true;
     }
     if (missing) {
+      c.flows_in_dataplane = false;  // the batch's fate decides again
       push_flows(c);
       ++pushed;
+    } else {
+      c.flows_in_dataplane = true;
     }
     if (dead) timed_out.push_back(id);
   }

@@ -401,7 +401,7 @@ check "the DNS server saw the NAPTR query, then the three SRV queries in order" 
 kill $DNS 2>/dev/null
 wait $DNS 2>/dev/null
 
-echo "== flow batches the dataplane refuses are counted, and signalling goes on"
+echo "== calls whose flows the dataplane refuses have no media: the relay ends them with BYE on both legs"
 # A config naming a dataplane port that does not exist: the dataplane
 # refuses every batch (the queued, merged ones are retried one by one).
 cp_stop
@@ -410,9 +410,13 @@ grep -q 'dataplane_port: "nowhere"' "$LAB_DIR/noport.conf" || echo "     noport.
 cp_start "$LAB_DIR/noport.conf" || exit 1
 pbx pbx10 pbx_answer_fast udp $PBX 5060 - -m 3
 sleep 0.5
-phone ph10 phone_call_fast udp $PHONE 5070 $RELAY_OUT:5060 -s 108 -m 3 -r 10
-check "three calls set up and ended all the same" both_ok ph10 pbx10
-check "their three batches (one per answer) refused and counted" eq "$(counter flow_push_failures) $(counter flow_batches)" "3 3"
+phone ph10 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 108 -m 3 -r 10
+check "three calls answered, then ended by the relay on both legs (each side took a BYE)" both_ok ph10 pbx10
+check "their three batches (one per answer) refused and counted" eq \
+  "$(counter flow_push_failures) $(counter flow_batches_refused) $(counter flow_batches)" "3 3 3"
+check "three calls ended for it, none left" eq "$(counter calls_ended_media_refused) $(calls_count)" "3 0"
+check "each BYE says why (Reason, 3 to the phone, 3 to the PBX)" eq \
+  "$(grep -c 'Reason: SIP;cause=200;text="media-refused"' "$SIPP_LOG_ROOT/ph10/messages.log") $(grep -c 'Reason: SIP;cause=200;text="media-refused"' "$SIPP_LOG_ROOT/pbx10/messages.log")" "3 3"
 check "no flow reached the dataplane" eq "$(flows_count)" 0
 
 echo "== more new flows than the dataplane has room for: the merged request is retried call by call, only the call that does not fit is refused"
@@ -430,7 +434,7 @@ RELAY_PID=$!
 for _ in $(seq 1 30); do [ -S "$LAB_DIR/dp-relay.sock" ] && break; sleep 0.1; done
 LAB_DP_TARGET="unix:$LAB_DIR/dp-relay.sock" lab_cp_conf "$LAB_DIR/relayed.conf"
 cp_start "$LAB_DIR/relayed.conf" || exit 1
-pbx pbx11 pbx_answer_bye udp $PBX 5060 - -m 3
+pbx pbx11 pbx_answer_or_take_bye udp $PBX 5060 - -m 3
 sleep 0.5
 kill -STOP $RELAY_PID
 phone ph11 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 110 -m 3 -r 20
@@ -443,7 +447,8 @@ check "two calls' flows are in (8 of 10), the third call's batch alone refused" 
   "$(flows_count) $(counter flow_push_failures)" "8 1"
 check "the merged request was refused for room, then each call's batch sent on its own" \
   grep -q "the batch adds 8 flows; 6 free of media.max_flows=10" "$LAB_DIR/controlplane.log"
-check "the three calls end normally (BYE from the PBX)" both_ok ph11 pbx11
+check "the three calls end: the two with flows by the PBX's BYE, the one without by the relay's" both_ok ph11 pbx11
+check "one call ended for its refused flows, with a BYE to each side" eq "$(counter calls_ended_media_refused) $(grep -c 'text="media-refused"' "$SIPP_LOG_ROOT/ph11/messages.log") $(grep -c 'text="media-refused"' "$SIPP_LOG_ROOT/pbx11/messages.log")" "1 1 1"
 check "their flows are removed" wait_for 3 '[ "$(flows_count)" = 0 ]'
 kill $RELAY_PID 2>/dev/null
 wait $RELAY_PID 2>/dev/null
