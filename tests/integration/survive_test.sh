@@ -146,3 +146,17 @@ check "RTP phone->PBX flows again after the restart ($out_pk packets)" ge "$out_
 check "RTP PBX->phone flows again after the restart ($in_pk packets)" ge "$in_pk" 50
 check "the call completes (hold, resume, BYE)" both_ok ph2 pbx2
 check "no call and no flow left" eq "$(calls_count) $(flows_count)" "0 0"
+
+echo "== the dataplane comes back with no room for a call's flows: the call, left without media, is ended with BYE on both legs"
+pbx pbx7 pbx_answer_fast udp $PBX 5060 -
+sleep 0.5
+phone ph7 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 207
+check "call 7 is up with its 4 flows" wait_for 10 '[ "$(calls_count) $(flows_count)" = "1 4" ]'
+refused0=$(counter flow_batches_refused)
+lab_stop
+sed 's/max_flows: 65536/max_flows: 2/' "$LAB_DIR/dataplane.conf" >"$LAB_DIR/dataplane2.conf"
+lab_start "$LAB_DIR/dataplane2.conf" || exit 1
+check "the dataplane refuses the re-pushed batch" wait_for 10 '[ "$(counter flow_batches_refused)" -gt "$refused0" ]'
+check "the phone and the PBX each took the relay's BYE" both_ok ph7 pbx7
+check "counted as ended for it; no call and no flow left" eq \
+  "$(counter calls_ended_media_refused) $(calls_count) $(flows_count)" "1 0 0"
