@@ -13,6 +13,20 @@
 #        |  veth
 #   ${LAB}-pbx:   pbx0 198.51.100.10/24
 # Addresses are documentation ranges and live only inside these namespaces.
+#
+# LAB_DMZ=1 puts the relay in a DMZ behind a 1:1 NAT instead, as operators
+# deploy it behind a firewall: the phone is elsewhere on the Internet and
+# reaches the relay's public address, which a router namespace translates
+# (nftables) to and from the relay's private outside address:
+#   ${LAB}-phone: phone0 203.0.113.10/24 (+ .11), default via 203.0.113.1
+#        |  veth
+#   ${LAB}-nat:   wan0 203.0.113.1/24, dmz0 10.0.0.254/24;
+#                 192.0.2.1 <-> 10.0.0.1 (DNAT in, SNAT out)
+#        |  veth
+#   ${LAB}-relay: out0 (DPDK "outside", relay 10.0.0.1, gateway 10.0.0.254;
+#                 SIP and SDP advertise 192.0.2.1)
+# RELAY_OUT stays the address phones use (the public one); RELAY_OUT_LOCAL
+# is the relay's own.
 set -uo pipefail
 
 LAB=${LAB:-sl}
@@ -23,10 +37,21 @@ BUILD=${SLUICE_BUILD:-$LAB_ROOT/build}
 NS_RELAY=$LAB-relay
 NS_PHONE=$LAB-phone
 NS_PBX=$LAB-pbx
+NS_NAT=$LAB-nat
+LAB_DMZ=${LAB_DMZ:-0}
 RELAY_OUT=192.0.2.1
 RELAY_IN=198.51.100.1
-PHONE=192.0.2.10
-PHONE2=192.0.2.11
+if [ "$LAB_DMZ" = 1 ]; then
+  RELAY_OUT_LOCAL=10.0.0.1
+  NAT_DMZ=10.0.0.254
+  NAT_WAN=203.0.113.1
+  PHONE=203.0.113.10
+  PHONE2=203.0.113.11
+else
+  RELAY_OUT_LOCAL=$RELAY_OUT
+  PHONE=192.0.2.10
+  PHONE2=192.0.2.11
+fi
 PBX=198.51.100.10
 SOCK=unix:$LAB_DIR/dataplane.sock
 CP_SOCK=unix:$LAB_DIR/controlplane.sock
@@ -43,7 +68,11 @@ lab_up() {
     ip netns exec "$ns" sysctl -qw net.ipv6.conf.default.disable_ipv6=1
     ip -n "$ns" link set lo up
   done
-  ip link add out0 netns "$NS_RELAY" type veth peer name phone0 netns "$NS_PHONE" || return 1
+  if [ "$LAB_DMZ" = 1 ]; then
+    lab_nat_up || return 1
+  else
+    ip link add out0 netns "$NS_RELAY" type veth peer name phone0 netns "$NS_PHONE" || return 1
+  fi
   ip link add in0 netns "$NS_RELAY" type veth peer name pbx0 netns "$NS_PBX" || return 1
   ip -n "$NS_PHONE" addr add $PHONE/24 dev phone0
   ip -n "$NS_PHONE" addr add $PHONE2/24 dev phone0
@@ -52,6 +81,7 @@ lab_up() {
     set -- $l
     ip -n "$1" link set "$2" up
   done
+  [ "$LAB_DMZ" != 1 ] || ip -n "$NS_PHONE" route add default via $NAT_WAN
   # DPDK reads out0/in0 through af_packet, but the relay namespace's kernel
   # would also take their frames into its own stack (it owns the relay
   # addresses on the TAPs, and Linux accepts a local address on any
@@ -82,7 +112,7 @@ grpc_listen: "$SOCK"
 ports {
   name: "outside" role: "outside"
   device: "net_af_packet0,iface=out0,framecnt=4096"
-  address: "$RELAY_OUT" prefix_length: 24
+  address: "$RELAY_OUT_LOCAL" prefix_length: 24${NAT_DMZ:+ gateway: \"$NAT_DMZ\"}
   exception_tap: "$LAB-out"
 }
 ports {
@@ -105,19 +135,21 @@ lab_cp_conf() {
   [ -n "$ups" ] || ups="upstreams { host: \"$PBX\" port: ${LAB_PBX_PORT:-5060} transport: ${LAB_PBX_TRANSPORT:-UDP} }"
   local inport=
   [ -z "${LAB_INSIDE_PORT:-}" ] || inport="dataplane_port: \"$LAB_INSIDE_PORT\""
+  local adv=  # behind the 1:1 NAT: SIP and SDP carry the public address
+  [ "$RELAY_OUT_LOCAL" = "$RELAY_OUT" ] || adv="advertised_address: \"$RELAY_OUT\""
   cat >"${1:-$LAB_DIR/controlplane.conf}" <<CONF
 # Lab control plane: teleworkers on the outside (UDP, TCP, TLS with client
 # certificates), the PBX on the inside; media anchored on the dataplane.
-listeners { name: "out-udp" side: "outside" address: "$RELAY_OUT" port: 5060 transport: UDP }
-listeners { name: "out-tcp" side: "outside" address: "$RELAY_OUT" port: 5060 transport: TCP }
-listeners { name: "out-tls" side: "outside" address: "$RELAY_OUT" port: 5061 transport: TLS
+listeners { name: "out-udp" side: "outside" address: "$RELAY_OUT_LOCAL" port: 5060 transport: UDP $adv }
+listeners { name: "out-tcp" side: "outside" address: "$RELAY_OUT_LOCAL" port: 5060 transport: TCP $adv }
+listeners { name: "out-tls" side: "outside" address: "$RELAY_OUT_LOCAL" port: 5061 transport: TLS $adv
   tls { certificate_file: "$LAB_DIR/tls/relay.crt" private_key_file: "$LAB_DIR/tls/relay.key"
         ca_file: "$LAB_DIR/tls/ca.crt" require_client_certificate: true } }
 listeners { name: "in-udp" side: "inside" address: "$RELAY_IN" port: 5060 transport: UDP }
 listeners { name: "in-tcp" side: "inside" address: "$RELAY_IN" port: 5060 transport: TCP }
 $ups
 media {
-  outside { address: "$RELAY_OUT" srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
+  outside { address: "$RELAY_OUT_LOCAL" $adv srtp: ${LAB_SRTP_OUTSIDE:-OPTIONAL} }
   inside { address: "$RELAY_IN" srtp: ${LAB_SRTP_INSIDE:-OFF} $inport }
   inactivity_timeout_s: ${LAB_MEDIA_TIMEOUT:-60}
   ttl_reset: ${LAB_TTL_RESET:-0}
@@ -153,11 +185,63 @@ lab_tls_material() {
   ) || { echo "lab: openssl failed" >&2; return 1; }
 }
 
+# The DMZ's router: the phone's Internet on one side, the relay's outside
+# port on the other, and a 1:1 NAT between the relay's public and private
+# outside addresses (LAB_DMZ=1).
+lab_nat_up() {
+  if ! command -v nft >/dev/null; then
+    echo "lab: nft is missing (scripts/setup.sh installs nftables)" >&2
+    return 1
+  fi
+  ip netns add "$NS_NAT" || return 1
+  ip netns exec "$NS_NAT" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$NS_NAT" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$NS_NAT" link set lo up
+  ip link add out0 netns "$NS_RELAY" type veth peer name dmz0 netns "$NS_NAT" || return 1
+  ip link add wan0 netns "$NS_NAT" type veth peer name phone0 netns "$NS_PHONE" || return 1
+  ip -n "$NS_NAT" addr add $NAT_DMZ/24 dev dmz0
+  ip -n "$NS_NAT" addr add $NAT_WAN/24 dev wan0
+  ip -n "$NS_NAT" link set dmz0 up
+  ip -n "$NS_NAT" link set wan0 up
+  # Named counters: what crossed the NAT each way (tests read them).
+  ip netns exec "$NS_NAT" nft -f - <<NFT || return 1
+table ip lab {
+  counter sip_in {}
+  counter sip_out {}
+  counter media_in {}
+  counter media_out {}
+  chain nat_in {
+    type nat hook prerouting priority dstnat;
+    ip daddr $RELAY_OUT dnat to $RELAY_OUT_LOCAL
+  }
+  chain tally {
+    type filter hook forward priority filter;
+    ip daddr $RELAY_OUT_LOCAL udp dport 5060 counter name sip_in
+    ip daddr $RELAY_OUT_LOCAL tcp dport { 5060, 5061 } counter name sip_in
+    ip saddr $RELAY_OUT_LOCAL udp sport 5060 counter name sip_out
+    ip saddr $RELAY_OUT_LOCAL tcp sport { 5060, 5061 } counter name sip_out
+    ip daddr $RELAY_OUT_LOCAL udp dport 20000-31001 counter name media_in
+    ip saddr $RELAY_OUT_LOCAL udp sport 20000-31001 counter name media_out
+  }
+  chain nat_out {
+    type nat hook postrouting priority srcnat;
+    ip saddr $RELAY_OUT_LOCAL snat to $RELAY_OUT
+  }
+}
+NFT
+}
+
+# Packets a named counter of the DMZ router saw (LAB_DMZ=1).
+nat_packets() {
+  ip netns exec "$NS_NAT" nft -j list counter ip lab "$1" |
+    python3 -c "import json,sys; print(next(o['counter']['packets'] for o in json.load(sys.stdin)['nftables'] if 'counter' in o))"
+}
+
 lab_down() {
   cp_stop
   lab_stop
   local ns
-  for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX"; do
+  for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX" "$NS_NAT"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
     rm -rf "/etc/netns/$ns"  # a test's resolv.conf for the namespace
@@ -193,7 +277,11 @@ start_in_relay() {
 
 lab_start() {
   : >"$LAB_DIR/dataplane.log"
-  start_in_relay dataplane "$BUILD/dataplane/sluice-dataplane" "${1:-$LAB_DIR/dataplane.conf}" stats "$SOCK"
+  start_in_relay dataplane "$BUILD/dataplane/sluice-dataplane" "${1:-$LAB_DIR/dataplane.conf}" stats "$SOCK" ||
+    return 1
+  # Behind the NAT the phones are off-link: the relay's kernel (SIP, on the
+  # TAP the dataplane just made) reaches them through the DMZ router.
+  [ "$LAB_DMZ" != 1 ] || ip -n "$NS_RELAY" route replace default via $NAT_DMZ dev "$LAB-out"
 }
 
 # Stops the process whose pid is in FILE (TERM, then KILL after 5 s).
