@@ -74,7 +74,14 @@ void Loop::run_once(int max_wait_ms) {
   int wait = max_wait_ms;
   if (next >= 0 && (wait < 0 || next < wait)) wait = static_cast<int>(next);
   epoll_event evs[64];
-  int n = epoll_wait(epfd_, evs, 64, wait);
+  // A look that does not wait first: only when nothing is ready has the
+  // loop caught up (a wait that returns late because the process was not
+  // scheduled must not count as idle while work queued meanwhile).
+  int n = epoll_wait(epfd_, evs, 64, 0);
+  if (n == 0) {
+    if (wait != 0) n = epoll_wait(epfd_, evs, 64, wait);
+    idle_at_us_ = now_us();
+  }
   auto t0 = Stall::Clock::now();
   uint64_t cpu0 = thread_cpu_us();
   for (int i = 0; i < n; ++i) {
@@ -92,6 +99,12 @@ void Loop::run_once(int max_wait_ms) {
   timers_.run();
   turns_.add(t0);
   turns_cpu_.add_us(thread_cpu_us() - cpu0);
+}
+
+int64_t Loop::now_us() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000000 + ts.tv_nsec / 1000;
 }
 
 void Loop::run() {

@@ -43,6 +43,15 @@ class Loop {
   const Stall& turns() const { return turns_; }
   const Stall& turns_cpu() const { return turns_cpu_; }
   const sip::Clock& clock() const { return clock_; }
+  // CLOCK_MONOTONIC, microseconds.
+  static int64_t now_us();
+  // When the loop last had nothing to do (now_us() time): a look at its
+  // descriptors that did not wait found none ready, or a wait just ended.
+  // Whatever the loop reads while it has been busy since then waited at
+  // most that long: the overload signal for TCP/TLS, whose bytes carry no
+  // usable arrival time (the kernel merges segments queued on a connection
+  // and keeps the newest one's time).
+  int64_t idle_at_us() const { return idle_at_us_; }
 
  private:
   int epfd_ = -1;
@@ -53,6 +62,7 @@ class Loop {
   std::mutex mu_;
   std::vector<std::function<void()>> posted_;
   bool stopping_ = false;
+  int64_t idle_at_us_ = 0;
   Stall turns_, turns_cpu_;
 };
 

@@ -248,11 +248,8 @@ void SipTransport::on_udp(int li) {
       timespec arrived{}, now{};
       memcpy(&arrived, CMSG_DATA(c), sizeof arrived);
       clock_gettime(CLOCK_REALTIME, &now);
-      int64_t us = (int64_t{now.tv_sec} - arrived.tv_sec) * 1000000 +
-                   (int64_t{now.tv_nsec} - arrived.tv_nsec) / 1000;
-      rx_delay_us_ = us < 0 ? 0 : us;
-      counters_.rx_delay_max_us = std::max<uint64_t>(counters_.rx_delay_max_us, rx_delay_us_);
-      if (rx_delay_us_ > 100000) ++counters_.rx_delayed_over_100ms;
+      note_delay((int64_t{now.tv_sec} - arrived.tv_sec) * 1000000 +
+                 (int64_t{now.tv_nsec} - arrived.tv_nsec) / 1000);
     }
     sip::Peer p;
     p.transport = sip::Transport::kUdp;
@@ -263,6 +260,12 @@ void SipTransport::on_udp(int li) {
     handle_datagram(buf, static_cast<size_t>(n), p);
   }
   rx_delay_us_ = -1;
+}
+
+void SipTransport::note_delay(int64_t us) {
+  rx_delay_us_ = us < 0 ? 0 : us;
+  counters_.rx_delay_max_us = std::max<uint64_t>(counters_.rx_delay_max_us, rx_delay_us_);
+  if (rx_delay_us_ > 100000) ++counters_.rx_delayed_over_100ms;
 }
 
 void SipTransport::on_accept(int li) {
@@ -437,7 +440,10 @@ void SipTransport::on_conn(uint64_t id, uint32_t events) {
     c.last_active = loop_->clock().now_ms();
   }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
+    // Its messages waited at most as long as the loop has been busy.
+    note_delay(Loop::now_us() - loop_->idle_at_us());
     conn_read(c);
+    rx_delay_us_ = -1;
     if (!conns_.count(id)) return;
   }
   conn_flush(c);

@@ -96,9 +96,11 @@ class SipTransport : public sip::Sender {
   // keys in SDP are masked).
   void set_trace(bool on) { trace_ = on; }
   bool connection_open(uint64_t conn) const { return conns_.count(conn) != 0; }
-  // While a handler runs for a UDP datagram: how long the datagram waited in
-  // the socket's queue (kernel arrival to read), in microseconds; -1 for
-  // messages from TCP/TLS connections, which carry no arrival time.
+  // While a handler runs for a message: how long it waited, in
+  // microseconds. A UDP datagram's time in its socket's queue (kernel
+  // arrival to read); for a message from a TCP/TLS connection, how long
+  // the loop had been busy when it read it (an upper bound: see
+  // Loop::idle_at_us). -1 when not known.
   int64_t rx_delay_us() const { return rx_delay_us_; }
   size_t connections() const { return conns_.size(); }
 
@@ -165,6 +167,7 @@ class SipTransport : public sip::Sender {
   sip::Timers::Id sweep_timer_ = 0, expiry_timer_ = 0;
   bool trace_ = false;
   int64_t rx_delay_us_ = -1;
+  void note_delay(int64_t us);  // sets rx_delay_us_ and its counters
   void trace(const char* dir, const sip::Peer& p, std::string_view bytes) const;
 };
 

@@ -14,11 +14,11 @@ UAC=$ROOT/bench/sipp/uac.xml UAS=$ROOT/bench/sipp/uas.xml
 # calls until it is stopped: a BYE the relay still retransmits from the
 # previous run (its 200 waited in the throttled relay's queue) must not
 # count as the one call it waits for.
-calls() {  # name N RATE HOLD_MS
+calls() {  # name N RATE HOLD_MS (the phone's transport: PHONE_TRANSPORT, default udp)
   SIPP_CALLS=100000 SIPP_TRACE_MSG=0 pbx "$1-pbx" "$UAS" udp $PBX 5060 -
   sleep 0.5
-  SIPP_CALLS=$2 SIPP_FG=1 phone "$1" "$UAC" udp $PHONE 5070 $RELAY_OUT:5060 -s pbx -r "$3" -d "$4" \
-    -l "$2" >/dev/null
+  SIPP_CALLS=$2 SIPP_FG=1 phone "$1" "$UAC" "${PHONE_TRANSPORT:-udp}" $PHONE 5070 $RELAY_OUT:5060 -s pbx \
+    -r "$3" -d "$4" -l "$2" >/dev/null
   # Calls still ending keep the PBX until the relay has none left (a late
   # BYE must not reach the next test's PBX).
   wait_for 30 '[ "$(calls_count)" = 0 ]'
@@ -90,5 +90,26 @@ else
   echo "== a call after the overload"
   calls after 1 1 0
   check "set up and ended normally" eq "$(stat_of after 'SuccessfulCall(C)')" 1
+fi
+
+echo "== load shedding with the phones on TCP (no arrival times: the signal is how long the loop has been busy)"
+restart_cp 'overload { }'
+if ! cp_throttle 1; then
+  echo "SKIP: no writable cgroup CPU controller on this machine"
+else
+  (sleep 4; cp_unthrottle) &
+  lifter=$!
+  PHONE_TRANSPORT=tcp calls shedtcp 1000 500 0
+  wait $lifter
+  ok=$(stat_of shedtcp 'SuccessfulCall(C)')
+  failed=$(stat_of shedtcp 'FailedCall(C)')
+  refused=$(counter calls_refused_overload)
+  echo "     $ok set up, $failed failed, $refused refused; the loop was busy for at most $(counter sip_queue_delay_max_us) us"
+  check "new calls over TCP were refused while the loop was behind" ge "$refused" 1
+  check "every call was set up or refused with 503, none lost" eq "$((ok + refused)) $failed" "1000 $refused"
+  check "calls went through once the load was gone" ge "$ok" 1
+  check "shedding stops with the load gone" wait_for 10 \
+    '[ "$(sluicectl --json status | python3 -c "import json,sys; print(json.load(sys.stdin).get(\"overloaded\", False))")" = False ]'
+  check "no call left" wait_for 10 '[ "$(calls_count)" = 0 ]'
 fi
 finish

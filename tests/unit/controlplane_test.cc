@@ -11,8 +11,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/epoll.h>
+
 #include <cstdlib>
 #include <ctime>
+#include <thread>
 #include <fstream>
 #include <vector>
 
@@ -21,6 +24,7 @@
 #include "controlplane/gateway.h"
 #include "controlplane/journal.h"
 #include "controlplane/media.h"
+#include "controlplane/net/loop.h"
 #include "controlplane/net/srv.h"
 #include "sluice/controlplane/v1/journal.pb.h"
 
@@ -184,6 +188,55 @@ TEST_CASE("admission: call limit, call rate, and load shedding on the minimum qu
     for (int t = 0; t <= 300; t += 5) a.observe(t, 0, -1);
     CHECK_FALSE(a.shedding());
   }
+}
+
+// The overload signal for TCP/TLS: the loop notes when it had nothing to
+// do, and only then.
+TEST_CASE("event loop: idle is noted when nothing is ready, not while work waits") {
+  sluice::net::Loop loop;
+  int p[2];
+  REQUIRE(pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0);
+  int reads = 0;
+  int64_t busy_for_us = -1;
+  loop.add(p[0], EPOLLIN, [&](uint32_t) {
+    char b[16];
+    while (read(p[0], b, sizeof b) > 0) {
+    }
+    ++reads;
+    busy_for_us = sluice::net::Loop::now_us() - loop.idle_at_us();
+  });
+  loop.run_once(0);  // nothing ready
+  const int64_t idle1 = loop.idle_at_us();
+  CHECK(idle1 > 0);
+  CHECK(reads == 0);
+
+  // Ready at the look that does not wait: the loop is busy, idle stays put,
+  // and the handler sees at least the time since (the write came after).
+  const int64_t written = sluice::net::Loop::now_us();
+  REQUIRE(write(p[1], "x", 1) == 1);
+  loop.run_once(0);
+  CHECK(reads == 1);
+  CHECK(loop.idle_at_us() == idle1);
+  CHECK(busy_for_us >= written - idle1);
+
+  loop.run_once(0);  // caught up
+  CHECK(loop.idle_at_us() > idle1);
+
+  // A wait that ends with data: idle until it ended, so after the write.
+  int64_t late = 0;
+  std::thread writer([&] {
+    struct timespec ts = {0, 30 * 1000 * 1000};
+    nanosleep(&ts, nullptr);
+    late = sluice::net::Loop::now_us();
+    (void)!write(p[1], "y", 1);
+  });
+  while (reads < 2) loop.run_once(1000);
+  writer.join();
+  CHECK(loop.idle_at_us() >= late);
+  CHECK(busy_for_us >= 0);
+  loop.del(p[0]);
+  close(p[0]);
+  close(p[1]);
 }
 
 TEST_CASE("SDES keys: fresh, the suite's size, split back into key and salt") {
