@@ -440,8 +440,6 @@ void SipTransport::on_conn(uint64_t id, uint32_t events) {
     c.last_active = loop_->clock().now_ms();
   }
   if (events & (EPOLLIN | EPOLLHUP | EPOLLERR)) {
-    // Its messages waited at most as long as the loop has been busy.
-    note_delay(Loop::now_us() - loop_->idle_at_us());
     conn_read(c);
     rx_delay_us_ = -1;
     if (!conns_.count(id)) return;
@@ -476,6 +474,11 @@ void SipTransport::conn_read(Conn& c) {
       return;
     }
     counters_.rx_bytes += static_cast<size_t>(n);
+    // These bytes waited at most as long as the loop has been busy. Taken
+    // per read: a connection that keeps sending while the loop works
+    // through it is read here over and over, and its later messages have
+    // waited longer than its first.
+    note_delay(Loop::now_us() - loop_->idle_at_us());
     c.in.append(buf, static_cast<size_t>(n));
     c.last_active = loop_->clock().now_ms();
     deliver_stream(c);
