@@ -8,9 +8,10 @@
 // - load: the signalling thread is behind. Every UDP datagram carries its
 //   kernel arrival time, so the time it queued before the loop read it is
 //   known; a message from a TCP/TLS connection counts how long the loop
-//   had been busy when it read it (net::Loop::idle_at_us). Like CoDel, the signal is the *minimum* queueing delay over each
-//   100 ms interval: a burst that the loop works off within the interval
-//   leaves some datagram with a short wait, a standing queue does not. Each
+//   had been busy when it read it (net::Loop::idle_at_us). Like CoDel, the
+//   signal is the *minimum* queueing delay over each 100 ms interval: a
+//   burst that the loop works off within the interval leaves some datagram
+//   with a short wait, a standing queue does not. Each
 //   socket is its own queue (the loop serves them in turn), so the minimum
 //   is kept per socket and the worst socket's counts: the PBX's responses
 //   may go straight through while INVITEs from the phones queue for seconds.
