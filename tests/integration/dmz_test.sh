@@ -60,10 +60,7 @@ check "the private address never reached the phone" eq "$(leaks ph1)" 0
 check "nor the PBX (which sees the relay's inside address)" eq "$(leaks pbx1)" 0
 
 echo "== call from the PBX to the phone over its NAT binding"
-pbx reg2 pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
-sleep 0.5
-phone ph4 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
-sleep 1.5
+registered_uas reg2 ph4 5072 carol
 pbx pbx4 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
 check "the inbound call reached the phone through the NAT" both_ok pbx4 ph4
 check "the INVITE came with the public address in Via, Contact and SDP" eq \

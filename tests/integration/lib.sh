@@ -108,4 +108,13 @@ sip_lab_start() {
 }
 phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
 pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
+# REG PH PORT USER: a PBX registrar REG (for the REGISTER and the final
+# un-REGISTER) and a phone PH that registers USER through the relay from
+# PORT and then takes calls; returns once the binding is listed.
+registered_uas() {
+  pbx "$1" pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
+  sleep 0.5
+  phone "$2" phone_uas udp $PHONE "$3" $RELAY_OUT:5060 -s "$4"
+  wait_for 5 "[ \"\$(sluicectl --json registrations list | grep -c 'sip:$4@')\" -ge 1 ]"
+}
 both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" "${SIPP_WAIT:-30}" && sipp_ok "$SIPP_LOG_ROOT/$2" "${SIPP_WAIT:-30}"; }

@@ -151,10 +151,7 @@ check "audio and video call completed at both ends" both_ok phv pbxv
 check "no call left" eq "$(calls_count)" 0
 
 echo "== call from the PBX to a registered teleworker (REGISTER, then inbound INVITE)"
-pbx reg2 pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
-sleep 0.5
-phone ph4 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
-sleep 1.5
+registered_uas reg2 ph4 5072 carol
 pbx pbx4 pbx_call udp $PBX 5062 $RELAY_IN:5060 -s carol
 check "inbound call reached the phone over its NAT binding" both_ok pbx4 ph4
 check "the PBX's asserted identity reached the phone (RFC 3325)" grep -q 'P-Asserted-Identity: "Reception" <sip:200@pbx.example>' "$SIPP_LOG_ROOT/ph4/messages.log"

@@ -64,10 +64,7 @@ check "the call is gone afterwards" eq "$(calls_count)" 0
 check "its flows are removed" eq "$(flows_count)" 0
 
 echo "== a registration survives the control plane's restart"
-pbx reg pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
-sleep 0.5
-phone ph3 phone_uas udp $PHONE 5072 $RELAY_OUT:5060 -s carol
-wait_for 5 '[ "$(sluicectl --json registrations list | grep -c carol)" -ge 1 ]'
+registered_uas reg ph3 5072 carol
 kill_cp
 cp_start || exit 1
 check "the binding is restored from the journal" eq "$(counter registrations_restored)" 1
