@@ -346,7 +346,8 @@ lab_sipp_wrappers() {
   local ns
   for ns in phone pbx; do
     printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
-    chmod +x "$LAB_DIR/sipp-$ns"
+    printf '#!/bin/sh\nexec ip netns exec %s socat "$@"\n' "$LAB-$ns" >"$LAB_DIR/socat-$ns"
+    chmod +x "$LAB_DIR/sipp-$ns" "$LAB_DIR/socat-$ns"
   done
 }
 

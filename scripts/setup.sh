@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 PKGS=(meson ninja-build pkg-config g++ ccache python3 iproute2 ethtool
       dpdk dpdk-dev libdpdk-dev libsrtp2-dev libipsec-mb-dev libssl-dev libabsl-dev
       libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler catch2
-      libbsd-dev libnuma-dev libpcap-dev sip-tester baresip-core openssl nftables)
+      libbsd-dev libnuma-dev libpcap-dev sip-tester baresip-core openssl nftables socat)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -106,15 +106,24 @@ sip_lab_start() {
   mkdir -p "$SIPP_LOG_ROOT"
   lab_sipp_wrappers
 }
-phone() { SIPP_BIN=$LAB_DIR/sipp-phone sipp_run "$@"; }
+# A phone on TLS presents the lab's client certificate and checks the
+# relay's (through sipp.sh's socat tunnel when SIPp has no TLS of its own).
+phone() {
+  SIPP_BIN=$LAB_DIR/sipp-phone SIPP_SOCAT=$LAB_DIR/socat-phone SIPP_TLS_CA=$LAB_DIR/tls/ca.crt \
+    SIPP_TLS_CERT=$LAB_DIR/tls/phone.crt SIPP_TLS_KEY=$LAB_DIR/tls/phone.key \
+    SIPP_TLS_SERVER_NAME=relay.lab.example sipp_run "$@"
+}
+sip_port() { [ "$1" = tls ] && echo 5061 || echo 5060; }  # the relay's, per transport
 pbx() { SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run "$@"; }
-# REG PH PORT USER: a PBX registrar REG (for the REGISTER and the final
-# un-REGISTER) and a phone PH that registers USER through the relay from
-# PORT and then takes calls; returns once the binding is listed.
+# REG PH PORT USER [TRANSPORT]: a PBX registrar REG (for the REGISTER and
+# the final un-REGISTER) and a phone PH that registers USER through the
+# relay from PORT (over UDP, or TRANSPORT) and then takes calls; returns
+# once the binding is listed.
 registered_uas() {
+  local tr=${5:-udp}
   pbx "$1" pbx_registrar udp $PBX 5060 - -m 2 -deadcall_wait 0
   sleep 0.5
-  phone "$2" phone_uas udp $PHONE "$3" $RELAY_OUT:5060 -s "$4"
+  phone "$2" phone_uas "$tr" $PHONE "$3" $RELAY_OUT:"$(sip_port "$tr")" -s "$4"
   wait_for 5 "[ \"\$(sluicectl --json registrations list | grep -c 'sip:$4@')\" -ge 1 ]"
 }
 both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" "${SIPP_WAIT:-30}" && sipp_ok "$SIPP_LOG_ROOT/$2" "${SIPP_WAIT:-30}"; }

@@ -236,11 +236,55 @@ check "a body that is not SDP gets 415 with Accept" eq "$(ask '' multipart/mixed
 check "both counted" eq "$(counter bad_extension) $(counter unsupported_media_type)" "1 1"
 check "no call was set up" eq "$(calls_count)" 0
 
-echo "== TCP from the phone (the PBX stays on UDP)"
-pbx pbx5 pbx_answer udp $PBX 5060 -
-sleep 0.5
-phone ph5 phone_call tcp $PHONE 5074 $RELAY_OUT:5060 -s 103
-check "call over TCP with hold/resume" both_ok ph5 pbx5
+# The phone on TCP, then on mutual TLS (the PBX stays on UDP). Debian's
+# SIPp has no TLS: sipp.sh puts a socat TLS tunnel under it (client
+# certificate from the lab CA, the relay's certificate and name checked).
+port=5074
+for tr in tcp tls; do
+  TR=${tr^^} rp=$RELAY_OUT:$(sip_port $tr)
+  echo "== $TR from the phone: call with RTP both ways, hold, resume, BYE from the phone"
+  pbx pbx5$tr pbx_answer udp $PBX 5060 -
+  sleep 0.5
+  phone ph5$tr phone_call $tr $PHONE $port $rp -s 103
+  sleep 2
+  out_pk=$(flow_packets $RELAY_OUT); in_pk=$(flow_packets $RELAY_IN)
+  check "$TR: RTP phone->PBX crossed the dataplane ($out_pk packets)" ge "$out_pk" 20
+  check "$TR: RTP PBX->phone crossed the dataplane ($in_pk packets)" ge "$in_pk" 20
+  check "$TR: call with hold/resume completed at both ends" both_ok ph5$tr pbx5$tr
+  check "$TR: two re-INVITEs relayed" ge "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/pbx5$tr/messages.log")" 3
+  if [ $tr = tls ]; then
+    check "TLS: the phone's tunnel checked the relay's certificate and spoke TLS 1.2 or later" \
+      grep -Eq 'SSL proto version used: TLSv1\.[23]' "$SIPP_LOG_ROOT/ph5tls/tunnel.log"
+  fi
+  port=$((port + 1))
+
+  echo "== $TR: BYE from the PBX"
+  pbx pbx6$tr pbx_answer_bye udp $PBX 5060 -
+  sleep 0.5
+  phone ph6$tr phone_call_wait_bye $tr $PHONE $port $rp -s 101
+  check "$TR: the PBX's hang-up reached the phone" both_ok ph6$tr pbx6$tr
+  port=$((port + 1))
+
+  echo "== $TR: CANCEL while ringing"
+  pbx pbx7$tr pbx_ring_cancel udp $PBX 5060 -
+  sleep 0.5
+  phone ph7$tr phone_cancel $tr $PHONE $port $rp -s 102
+  check "$TR: CANCEL relayed, 487 back to the phone" both_ok ph7$tr pbx7$tr
+  port=$((port + 1))
+
+  echo "== $TR: call from the PBX to a phone registered over $TR, over its connection"
+  registered_uas reg8$tr ph8$tr $port dave $tr
+  check "$TR: the binding is listed on $TR from the phone's address" eq \
+    "$(sluicectl --json registrations list | python3 -c "
+import json,sys
+print(' '.join(r['transport'] + ' ' + r['source']['address'] for r in json.load(sys.stdin)['registrations'] if r['aor'].startswith('sip:dave@')))")" \
+    "TRANSPORT_$TR $PHONE"
+  pbx pbx8$tr pbx_call udp $PBX 5062 $RELAY_IN:5060 -s dave
+  check "$TR: the PBX's call reached the phone over its connection, RTP, BYE" both_ok pbx8$tr ph8$tr
+  sipp_stop "$SIPP_LOG_ROOT/reg8$tr"
+  port=$((port + 1))
+  check "$TR: no call and no flow left" eq "$(calls_count) $(flows_count)" "0 0"
+done
 
 echo "== mutual TLS (Python ssl client): trusted certificate answered, others refused"
 tls_opts() {

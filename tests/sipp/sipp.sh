@@ -18,6 +18,8 @@
 #   sipp_rtt LOGDIR [RTD]     response times of one rtd (default "setup"):
 #                             count, min, avg, p50, p95, max in ms
 #   sipp_has_tls              whether $SIPP_BIN was built with TLS
+#   TLS without it (Debian's sip-tester has none): a UAC given
+#   SIPP_TLS_CA runs over TCP through a socat TLS tunnel (below)
 #   sipp_tls_cert DIR         throwaway self-signed cert.pem/key.pem in DIR
 #   sipp_gen_pcmu FILE [SECS] raw 8 kHz mu-law tone (the rtp_stream file)
 #   sipp_rtp_count IFACE SECS PORT_LO PORT_HI   (root: AF_PACKET) count the
@@ -31,6 +33,17 @@
 # 20000 + 4 * (LOCAL_PORT mod 10000): SIPp binds -mp and -mp+2 at start),
 # SIPP_TRACE_MSG (1: -trace_msg; default on for <= 20 calls),
 # SIPP_TLS_CERT / SIPP_TLS_KEY (default: made by sipp_tls_cert), SIPP_FG.
+#
+# The TLS tunnel, for a SIPp without TLS: with SIPP_TLS_CA set, a UAC run
+# over tls becomes SIPp on TCP sending (-rsa) to a socat on LOCAL_IP:
+# LOCAL_PORT+20000 (SIPP_TLS_TUNNEL_PORT), which opens one TLS connection
+# (1.2 or later) to REMOTE with SIPP_TLS_CERT/SIPP_TLS_KEY as the client
+# certificate, checking the server's against SIPP_TLS_CA and its common
+# name against SIPP_TLS_SERVER_NAME (default: REMOTE's host).  Messages
+# keep REMOTE in their URIs; their Via and Contact say TCP, the transport
+# SIPp itself speaks.  SIPP_SOCAT (default socat) runs it, so a namespace
+# wrapper like SIPP_BIN's puts it beside SIPp; its log is tunnel.log, and
+# it ends with the run (sipp_stop too).
 #
 # Every run gets: -nostdin -bind_local -i/-p -mi/-mp, -m, -timeout with
 # -timeout_error, -trace_err -trace_stat -trace_screen -trace_logs
@@ -119,6 +132,22 @@ sipp_run() {
   # shellcheck disable=SC2034  # for the caller
   SIPP_LAST_DIR=$dir
 
+  local tunnel=() tport=
+  if [ "$t" = l1 ] && ! sipp_has_tls && [ -n "${SIPP_TLS_CA:-}" ]; then
+    if [ -z "$remote" ] || [ "$remote" = - ]; then
+      echo "sipp_run: the TLS tunnel serves a UAC only (no REMOTE given)" >&2
+      return 2
+    fi
+    command -v "${SIPP_SOCAT:-socat}" >/dev/null ||
+      { echo "sipp_run: no socat for the TLS tunnel" >&2; return 2; }
+    [ -n "${SIPP_TLS_CERT:-}" ] && [ -n "${SIPP_TLS_KEY:-}" ] ||
+      { echo "sipp_run: the TLS tunnel needs SIPP_TLS_CERT and SIPP_TLS_KEY" >&2; return 2; }
+    tport=${SIPP_TLS_TUNNEL_PORT:-$((lport + 20000))}
+    tunnel=("${SIPP_SOCAT:-socat}" -d -d "TCP-LISTEN:$tport,bind=$lip,reuseaddr"
+            "OPENSSL:$remote,cert=$SIPP_TLS_CERT,key=$SIPP_TLS_KEY,cafile=$SIPP_TLS_CA,verify=1,commonname=${SIPP_TLS_SERVER_NAME:-${remote%:*}},openssl-min-proto-version=TLS1.2")
+    t=t1  # SIPp speaks TCP, to the tunnel
+  fi
+
   local calls=${SIPP_CALLS:-1}
   # SIPp binds -mp and -mp+2 (audio, video) at start: 4 ports per SIP port
   local mport=${SIPP_MEDIA_PORT:-$(( 20000 + (lport % 10000) * 4 ))}
@@ -131,6 +160,7 @@ sipp_run() {
          -trace_screen -screen_file "$dir/screen.log"
          -trace_logs -log_file "$dir/logs.log"
          -trace_rtt -rtt_freq 1)
+  [ ${#tunnel[@]} -gt 0 ] && args+=(-rsa "$lip:$tport")
   _sipp_has_arg -m "$@" || args+=(-m "$calls")
   # <pause/> without milliseconds lasts -d (phone_call.xml's talk time).
   _sipp_has_arg -d "$@" || args+=(-d 3000)
@@ -167,10 +197,19 @@ sipp_run() {
   printf '%q ' "$SIPP_BIN" "${args[@]}" >"$dir/cmd"
   echo >>"$dir/cmd"
 
+  if [ ${#tunnel[@]} -gt 0 ]; then
+    printf '%q ' "${tunnel[@]}" >"$dir/tunnel.cmd"
+    "${tunnel[@]}" </dev/null >"$dir/tunnel.log" 2>&1 &
+    echo $! >"$dir/tunnel.pid"
+    _sipp_tunnel_ready "$dir" "$lip" "$tport" ||
+      { echo "sipp_run: the TLS tunnel did not start (see $dir/tunnel.log)" >&2; _sipp_tunnel_stop "$dir"; return 2; }
+  fi
+
   if [ "${SIPP_FG:-0}" = 1 ]; then
     (cd "$dir" && exec "$SIPP_BIN" "${args[@]}" </dev/null >stdout.log 2>stderr.log)
     local rc=$?
     echo $rc >"$dir/rc"
+    _sipp_tunnel_stop "$dir"
     return $rc
   fi
   (
@@ -179,10 +218,29 @@ sipp_run() {
     echo $! >pid
     wait $!
     echo $? >rc
+    _sipp_tunnel_stop "$dir"
   ) &
   # wait (briefly) for the pid file, so that sipp_stop can always work
   for _ in $(seq 50); do [ -s "$dir/pid" ] && break; sleep 0.02; done
   SIPP_PIDS+=("$(cat "$dir/pid" 2>/dev/null)")
+  return 0
+}
+
+# The tunnel's socat listens in SIPp's network namespace, which this shell
+# may not be in: it says so in its log.
+_sipp_tunnel_ready() {  # DIR IP PORT
+  local i
+  for i in $(seq 50); do
+    grep -q "listening on .*$2:$3" "$1/tunnel.log" 2>/dev/null && return 0
+    sleep 0.05
+  done
+  return 1
+}
+
+_sipp_tunnel_stop() {
+  local pid
+  pid=$(cat "$1/tunnel.pid" 2>/dev/null) || return 0
+  [ -n "$pid" ] && kill -TERM "$pid" 2>/dev/null
   return 0
 }
 
@@ -241,6 +299,7 @@ sipp_listening() {
 
 sipp_stop() {
   local dir=$1 pid
+  _sipp_tunnel_stop "$dir"
   pid=$(cat "$dir/pid" 2>/dev/null) || return 0
   [ -n "$pid" ] || return 0
   kill -TERM "$pid" 2>/dev/null || return 0
