@@ -105,6 +105,7 @@ class AdminService final : public pb::Admin::Service {
       ms->set_rtcp_mux(st.rtcp_mux);
       ms->set_direction(st.direction);
       ms->set_disabled(st.disabled);
+      ms->set_refused(st.refused);
       for (int s = 0; s < 2; ++s) {
         const StreamSide& ss = st.side[s];
         const auto& pol = s == 0 ? cfg.outside() : cfg.inside();
@@ -115,7 +116,7 @@ class AdminService final : public pb::Admin::Service {
         endpoint(ss.peer_addr, ss.peer_port, side->mutable_peer());
         side->set_profile(ss.profile);
         if (ss.srtp && ss.keys.rx) side->set_srtp_suite(ss.keys.rx->name);
-        if (ss.relay_port) {
+        if (ss.relay_port && !st.refused) {
           ms->add_flows(pol.address() + ":" + std::to_string(ss.relay_port));
           if (!st.rtcp_mux) ms->add_flows(pol.address() + ":" + std::to_string(ss.relay_port + 1));
         }

@@ -166,35 +166,26 @@ void DataplaneLink::send_loop() {
     }
     bool refused = false;
     const bool upserts = run.front().upsert;
-    // Each upsert batch is one call's (its rules carry the call's id).
-    std::vector<uint64_t> taken, turned_down;
-    size_t failed = 0;
+    // Each upsert batch is one call's (its rules carry the call's id); the
+    // fates go back in the batches' order.
+    std::vector<BatchFate> fates;
+    auto fate = [&fates](const Batch& b, FlowFate f) { fates.push_back({b.rules.front().cookie, f}); };
     if (send(run, &refused)) {
       if (upserts)
-        for (const Batch& b : run) taken.push_back(b.rules.front().cookie);
+        for (const Batch& b : run) fate(b, FlowFate::kTaken);
     } else if (refused && run.size() > 1) {
       // One call's bad flow, or the flows that do not fit, refuse the whole
       // RPC: send each call's batch on its own so that only that call's is
       // refused.
-      for (const Batch& b : run) {
-        if (send({b}, &refused))
-          taken.push_back(b.rules.front().cookie);
-        else if (refused)
-          turned_down.push_back(b.rules.front().cookie);
-        else
-          ++failed;
-      }
-    } else if (refused) {
-      turned_down.push_back(run.front().rules.front().cookie);
+      for (const Batch& b : run)
+        fate(b, send({b}, &refused) ? FlowFate::kTaken
+                : refused           ? FlowFate::kRefused
+                                    : FlowFate::kUnreached);
     } else if (upserts) {
-      failed = run.size();
+      for (const Batch& b : run) fate(b, refused ? FlowFate::kRefused : FlowFate::kUnreached);
     }
-    if (!taken.empty() || !turned_down.empty() || failed)
-      loop_->post([this, taken = std::move(taken), turned_down = std::move(turned_down), failed] {
-        if (!taken.empty()) gateway_->flows_accepted(taken);
-        if (!turned_down.empty()) gateway_->flows_refused(turned_down);
-        if (failed) gateway_->flow_push_failed(failed);
-      });
+    if (!fates.empty())
+      loop_->post([this, fates = std::move(fates)] { gateway_->flow_fates(fates); });
     std::lock_guard<std::mutex> g(q_mu_);
     if (sender_stop_) {  // shutting down with the dataplane away: give up
       queue_.clear();

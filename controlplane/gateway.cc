@@ -821,6 +821,7 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
       st.side[1].relay_port = b;
     }
     st.disabled = false;
+    st.refused = false;  // asked for again: its flows are tried again
     StreamSide& fs = st.side[static_cast<int>(from)];
     StreamSide& ts = st.side[static_cast<int>(to)];
     bool from_srtp = m.proto.find("SAVP") != std::string::npos;
@@ -960,6 +961,13 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
 // ---------------------------------------------------------------------------
 // Flows
 
+// A stream whose flows the call's batches carry: enabled, with relay ports
+// and both sides' addresses (answered), and not refused by the dataplane.
+static bool in_batches(const Stream& st) {
+  return !st.disabled && !st.refused && st.side[0].relay_port && st.side[0].peer_port &&
+         st.side[1].peer_port;
+}
+
 std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   std::vector<FlowRule> rules;
   const std::string addr[2] = {media_side(Side::kOutside).address(),
@@ -972,8 +980,7 @@ std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   const std::string& latch = cfg_.media().latch();
   int policy = latch == "first" ? 1 : latch == "strict" ? 3 : 2;
   for (const Stream& st : call.streams) {
-    if (st.disabled || !st.side[0].relay_port) continue;
-    if (!st.side[0].peer_port || !st.side[1].peer_port) continue;  // no answer yet
+    if (!in_batches(st)) continue;
     for (int in = 0; in < 2; ++in) {
       int out = 1 - in;
       const StreamSide& src = st.side[in];
@@ -1026,6 +1033,10 @@ void Gateway::push_flows(Call& call) {
   std::vector<FlowRule> rules = flow_rules(call);
   if (rules.empty()) return;
   if (flows_->upsert(rules)) {
+    uint8_t streams = 0;
+    for (size_t i = 0; i < call.streams.size() && i < 8; ++i)
+      if (in_batches(call.streams[i])) streams |= static_cast<uint8_t>(1u << i);
+    call.batches.push_back(streams);
     call.flows_pushed = true;
     counters_["flows_pushed"] += rules.size();
     ++counters_["flow_batches"];
@@ -1039,7 +1050,7 @@ std::vector<FlowKey> Gateway::flow_keys(const Call& call) const {
   const std::string& in_addr = media_side(Side::kInside).address();
   std::vector<FlowKey> keys;
   for (const Stream& st : call.streams) {
-    if (!st.side[0].relay_port) continue;
+    if (!st.side[0].relay_port || st.refused) continue;
     for (int r = 0; r < 2; ++r) {
       keys.emplace_back(out_addr, static_cast<uint16_t>(st.side[0].relay_port + r));
       keys.emplace_back(in_addr, static_cast<uint16_t>(st.side[1].relay_port + r));
@@ -1890,36 +1901,65 @@ void Gateway::on_media_timeout(uint64_t cookie, const std::string& flow) {
   end_call(cookie, "media-timeout", true, true);
 }
 
-void Gateway::flows_accepted(const std::vector<uint64_t>& calls) {
-  for (uint64_t id : calls) {
-    auto it = calls_.find(id);
+void Gateway::flow_fates(const std::vector<BatchFate>& fates) {
+  for (const BatchFate& f : fates) {
+    if (f.fate != FlowFate::kTaken) ++counters_["flow_push_failures"];
+    if (f.fate == FlowFate::kRefused) ++counters_["flow_batches_refused"];
+    auto it = calls_.find(f.call);
     if (it == calls_.end()) continue;
-    it->second.flows_in_dataplane = true;
-    it->second.media_refused = false;
+    Call& c = it->second;
+    uint8_t streams = 0;
+    if (!c.batches.empty()) {
+      streams = c.batches.front();
+      c.batches.pop_front();
+    }
+    if (f.fate == FlowFate::kTaken) {
+      for (size_t i = 0; i < c.streams.size() && i < 8; ++i)
+        if (streams >> i & 1) c.streams[i].in_dataplane = true;
+      c.flows_in_dataplane = true;
+      c.media_refused = false;
+    } else if (f.fate == FlowFate::kRefused) {
+      batch_refused(c, streams);
+    }
   }
 }
 
-void Gateway::flows_refused(const std::vector<uint64_t>& calls) {
-  counters_["flow_push_failures"] += calls.size();
-  counters_["flow_batches_refused"] += calls.size();
-  for (uint64_t id : calls) {
-    auto it = calls_.find(id);
-    if (it == calls_.end()) continue;
-    Call& c = it->second;
-    if (c.flows_in_dataplane) {
-      ++counters_["flow_changes_refused"];
+void Gateway::batch_refused(Call& c, uint8_t streams) {
+  if (c.flows_in_dataplane) {
+    ++counters_["flow_changes_refused"];
+    // The streams this change added: the room they asked for (or a flow of
+    // theirs) is what the dataplane refused. Left out, the call's other
+    // streams take the rest of the change.
+    int added = 0;
+    for (size_t i = 0; i < c.streams.size() && i < 8; ++i) {
+      Stream& st = c.streams[i];
+      if ((streams >> i & 1) && !st.in_dataplane && !st.refused) {
+        st.refused = true;
+        ++added;
+      }
+    }
+    if (added) {
+      counters_["flow_streams_refused"] += added;
+      fprintf(stderr,
+              "sluice-controlplane: call %llu: the dataplane refused the %d stream(s) its change "
+              "added; they are left out, its other streams keep going\n",
+              static_cast<unsigned long long>(c.id), added);
+      push_flows(c);
+      // so that a restarted control plane does not ask for them again
+      if (c.journaled) journal_call(c);
+    } else {
       fprintf(stderr,
               "sluice-controlplane: call %llu: the dataplane refused its changed flows; it keeps "
               "the ones it had\n",
-              static_cast<unsigned long long>(id));
-      continue;
+              static_cast<unsigned long long>(c.id));
     }
-    if (c.state == CallState::kTerminating) continue;
-    c.media_refused = true;
-    // A BYE to the caller waits for its ACK (RFC 3261 15); an early call
-    // waits for its answer, whose batch may yet be taken.
-    if (c.state == CallState::kConfirmed && !c.waiting_ack) end_media_refused(c);
+    return;
   }
+  if (c.state == CallState::kTerminating) return;
+  c.media_refused = true;
+  // A BYE to the caller waits for its ACK (RFC 3261 15); an early call
+  // waits for its answer, whose batch may yet be taken.
+  if (c.state == CallState::kConfirmed && !c.waiting_ack) end_media_refused(c);
 }
 
 void Gateway::end_media_refused(Call& c) {

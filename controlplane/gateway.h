@@ -15,6 +15,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <queue>
@@ -91,15 +92,23 @@ struct PresentFlow {
   int state = 0;  // sluice.dataplane.v1.FlowState
 };
 
+// What became of one upsert batch: the dataplane took it, refused it for
+// what it carries (a flow it rejects, more new flows than it has room
+// for), or could not be reached (the resync on its return pushes the call
+// again).
+enum class FlowFate : uint8_t { kTaken, kRefused, kUnreached };
+struct BatchFate {
+  uint64_t call = 0;  // the batch's cookie
+  FlowFate fate = FlowFate::kTaken;
+};
+
 class FlowSink {
  public:
   virtual ~FlowSink() = default;
   // One batch per call change (every rule with the call's id as cookie),
   // applied in order. False when it cannot be sent at all. What became of
-  // each batch comes back on the loop: Gateway::flows_accepted, or
-  // Gateway::flows_refused when the dataplane refused it for what it
-  // carries, or Gateway::flow_push_failed when the dataplane could not be
-  // reached (the resync on its return pushes the call again).
+  // each batch comes back on the loop, in the order the batches were made:
+  // Gateway::flow_fates.
   virtual bool upsert(const std::vector<FlowRule>& rules) = 0;
   virtual void remove(const std::vector<FlowKey>& keys) = 0;
 };
@@ -133,6 +142,11 @@ struct StreamSide {
 struct Stream {
   std::string type;
   bool disabled = false;
+  // The dataplane holds this stream's flows (a batch with it was taken).
+  bool in_dataplane = false;
+  // The dataplane refused the change that added it: its flows are left out
+  // of the call's batches until the next offer/answer asks for it again.
+  bool refused = false;
   bool rtcp_mux = false;
   std::string direction = "sendrecv";
   std::vector<std::string> codecs;
@@ -216,6 +230,9 @@ struct Call {
   sip::Message callee_invite;  // as sent, for a failover
   sip::Timers::Id failover_timer = 0;
   bool flows_pushed = false;
+  // The streams in each upsert batch still on its way (bit i: streams[i]),
+  // oldest first; their fates come back in that order.
+  std::deque<uint8_t> batches;
   // The dataplane took a batch of this call's (and has not lost it since:
   // a resync that finds flows missing clears it).
   bool flows_in_dataplane = false;
@@ -305,17 +322,16 @@ class Gateway : public sip::Transactions::Handler {
   void on_udp_drained(int listener) { admission_.drained(listener); }
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
-  // `batches` flow batches that did not reach the dataplane (counted; the
-  // resync on its return pushes the calls' flows again).
-  void flow_push_failed(size_t batches) { counters_["flow_push_failures"] += batches; }
-  // The dataplane took these calls' batches (one id per batch).
-  void flows_accepted(const std::vector<uint64_t>& calls);
-  // The dataplane refused these calls' batches (a flow it rejects, or more
-  // new flows than it has room for). A call it holds no flows for has no
+  // What became of flow batches, in the order they were made. A refused
+  // batch of a call the dataplane holds no flows for leaves it without
   // media: it is ended with BYE on both legs (once the caller's ACK is in;
-  // an early one when answered). A call whose earlier flows it holds (a
-  // re-INVITE's change refused) keeps them; that is logged and counted.
-  void flows_refused(const std::vector<uint64_t>& calls);
+  // an early one when answered). When the dataplane holds the call's
+  // earlier flows (a re-INVITE's change refused), the streams the batch
+  // added are left out (Stream::refused) and the rest is pushed again, so
+  // the streams it has keep going and take the change; a batch that added
+  // none leaves the call with the flows there. An unreached batch is
+  // counted; the resync on the dataplane's return pushes the call again.
+  void flow_fates(const std::vector<BatchFate>& fates);
   void on_media_latched(uint64_t cookie, const std::string& flow, const std::string& peer);
   // The dataplane answered (at start-up, after an outage or its restart)
   // with the flows it has. Adopts those of known calls, pushes the calls
@@ -456,6 +472,7 @@ class Gateway : public sip::Transactions::Handler {
   int listener_for(Side side, sip::Transport t) const;
   const cfg::MediaSide& media_side(Side s) const;
   void end_media_refused(Call& c);
+  void batch_refused(Call& c, uint8_t streams);
   void emit(int type, uint64_t call_id, const std::string& aor, const std::string& address,
             const std::string& detail);
 

@@ -115,6 +115,7 @@ cfg::JournalRecord Gateway::call_record(const Call& c) const {
     cfg::JournalStream* s = j->add_streams();
     s->set_type(st.type);
     s->set_disabled(st.disabled);
+    s->set_refused(st.refused);
     s->set_rtcp_mux(st.rtcp_mux);
     s->set_direction(st.direction);
     for (const std::string& codec : st.codecs) s->add_codecs(codec);
@@ -221,6 +222,7 @@ void Gateway::restore_call(const cfg::JournalCall& j) {
     Stream st;
     st.type = js.type();
     st.disabled = js.disabled();
+    st.refused = js.refused();
     st.rtcp_mux = js.rtcp_mux();
     st.direction = js.direction();
     st.codecs.assign(js.codecs().begin(), js.codecs().end());
@@ -362,10 +364,12 @@ void Gateway::resync(const std::vector<PresentFlow>& present) {
     }
     if (missing) {
       c.flows_in_dataplane = false;  // the batch's fate decides again
+      for (Stream& st : c.streams) st.in_dataplane = false;
       push_flows(c);
       ++pushed;
     } else {
       c.flows_in_dataplane = true;
+      for (Stream& st : c.streams) st.in_dataplane = true;
     }
     if (dead) timed_out.push_back(id);
   }

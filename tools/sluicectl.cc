@@ -1409,6 +1409,7 @@ std::string protection(const apb::MediaSide& s) {
 std::string stream_summary(const apb::MediaStream& m) {
   std::string out = m.type().empty() ? "?" : m.type();
   if (m.disabled()) return out + " disabled";
+  if (m.refused()) return out + " refused";
   if (!m.codecs().empty()) absl::StrAppend(&out, " ", codec_name(m.codecs(0)));
   absl::StrAppend(&out, " ", protection(m.outside()), ">", protection(m.inside()));
   return out;
@@ -1510,6 +1511,7 @@ int calls_get(const Options& o, const Args& a) {
     std::printf("stream %u:\n", m.index());
     kv("type", or_dash(m.type()), 2);
     if (m.disabled()) kv("disabled", "yes (port 0)", 2);
+    if (m.refused()) kv("refused", "yes (the dataplane refused its flows)", 2);
     kv("codecs", m.codecs().empty() ? "-" : absl::StrJoin(m.codecs(), ", "), 2);
     kv("rtcp-mux", yes_no(m.rtcp_mux()), 2);
     kv("direction", or_dash(m.direction()), 2);

@@ -494,4 +494,39 @@ check "their flows are removed" wait_for 3 '[ "$(flows_count)" = 0 ]'
 kill $RELAY_PID 2>/dev/null
 wait $RELAY_PID 2>/dev/null
 
+echo "== a re-INVITE adds video to a full table: the video stream is refused, the audio keeps going and takes the change"
+# Room for 6 flows: the audio call's 4 fit, its video's 4 more do not.
+cp_stop
+lab_stop
+sed 's/max_flows: 65536/max_flows: 6/' "$LAB_DIR/dataplane.conf" >"$LAB_DIR/dataplane6.conf"
+lab_start "$LAB_DIR/dataplane6.conf" || exit 1
+cp_start || exit 1
+pbx pbx12 pbx_add_video udp $PBX 5060 -
+sleep 0.5
+phone ph12 phone_add_video udp $PHONE 5070 $RELAY_OUT:5060 -s 111
+wait_for 8 '[ "$(counter flow_changes_refused)" -ge 1 ]'
+check "the change that added video was refused, its one new stream left out" eq \
+  "$(counter flow_changes_refused) $(counter flow_streams_refused) $(counter flow_batches_refused)" "1 1 1"
+check "the audio took the rest of the change: its flows towards the PBX moved to 6100/6101" \
+  wait_for 3 '[ "$(to_pbx_ports)" = "6100 6101" ]'
+check "the call keeps its 4 audio flows, the operator sees the video stream refused" eq \
+  "$(flows_count) $(sluicectl --json calls list | python3 -c "
+import json,sys
+c=json.load(sys.stdin)['calls'][0]
+print(' '.join('%s:%s:%d' % (m['type'], 'refused' if m.get('refused') else 'ok', len(m.get('flows',[]))) for m in c['streams']))")" \
+  "4 audio:ok:4 video:refused:0"
+pk1=$(flow_packets $RELAY_OUT)
+sleep 1.5
+pk2=$(flow_packets $RELAY_OUT)
+check "audio from the phone still crosses the dataplane after the refusal ($pk1 then $pk2 packets)" ge "$pk2" $((pk1 + 20))
+cp_stop
+cp_start || exit 1
+wait_for 5 '[ "$(counter resyncs)" -ge 1 ]'
+check "a control-plane restart keeps the call: its audio flows adopted, the refused video not asked for again" eq \
+  "$(counter resync_flows_adopted) $(counter resync_calls_pushed) $(calls_count) $(flows_count)" "4 0 1 4"
+check "the call ends normally at both ends, never for refused media" both_ok ph12 pbx12
+check "nothing ended for it; no call, no flow left" eq \
+  "$(counter calls_ended_media_refused) $(calls_count) $(flows_count)" "0 0 0"
+check "the refusal is logged" grep -q "refused the 1 stream(s) its change added" "$LAB_DIR/controlplane.log"
+
 sluicectl status | head -12
