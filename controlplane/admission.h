@@ -17,7 +17,9 @@
 //   may go straight through while INVITEs from the phones queue for seconds.
 //   A socket the loop read empty at some point in an interval had no
 //   standing queue in it, whatever its datagrams waited: one datagram held
-//   up by a short stall (a slow disk write) does not refuse calls.
+//   up by a short stall (a slow disk write) does not refuse calls. For a
+//   TCP/TLS listener that moment is the loop finding nothing ready (every
+//   connection read empty).
 //   Shedding starts when an interval's minimum is above queue_delay_ms and
 //   stops after one below half of it. A queue that stands above T1 (500 ms)
 //   makes every UAC retransmit its INVITE, which adds load exactly when

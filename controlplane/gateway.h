@@ -318,8 +318,9 @@ class Gateway : public sip::Transactions::Handler {
   // From the transport.
   void on_message(const sip::Message& m, const sip::Peer& from);
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw);
-  // A UDP listener was read empty (overload control: no standing queue).
-  void on_udp_drained(int listener) { admission_.drained(listener); }
+  // Nothing was left queued on a listener (overload control: no standing
+  // queue there in this interval).
+  void on_drained(int listener) { admission_.drained(listener); }
   // From the dataplane: a flow with this cookie timed out / latched.
   void on_media_timeout(uint64_t cookie, const std::string& flow);
   // What became of flow batches, in the order they were made. A refused

@@ -42,7 +42,7 @@ class Bridge : public net::SipTransport::Handler {
   void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw) override {
     gw->on_bad(from, e, raw);
   }
-  void on_udp_drained(int listener) override { gw->on_udp_drained(listener); }
+  void on_drained(int listener) override { gw->on_drained(listener); }
 };
 
 }  // namespace

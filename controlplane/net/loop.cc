@@ -79,6 +79,7 @@ void Loop::run_once(int max_wait_ms) {
   // scheduled must not count as idle while work queued meanwhile).
   int n = epoll_wait(epfd_, evs, 64, 0);
   if (n == 0) {
+    if (idle_hook_) idle_hook_();
     if (wait != 0) n = epoll_wait(epfd_, evs, 64, wait);
     idle_at_us_ = now_us();
   }

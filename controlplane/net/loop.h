@@ -52,6 +52,10 @@ class Loop {
   // usable arrival time (the kernel merges segments queued on a connection
   // and keeps the newest one's time).
   int64_t idle_at_us() const { return idle_at_us_; }
+  // Called each time a look that does not wait finds nothing ready: every
+  // connection has been read empty (overload control's proof that no
+  // standing queue is left on them).
+  void set_idle_hook(std::function<void()> fn) { idle_hook_ = std::move(fn); }
 
  private:
   int epfd_ = -1;
@@ -63,6 +67,7 @@ class Loop {
   std::vector<std::function<void()>> posted_;
   bool stopping_ = false;
   int64_t idle_at_us_ = 0;
+  std::function<void()> idle_hook_;
   Stall turns_, turns_cpu_;
 };
 

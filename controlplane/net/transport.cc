@@ -82,9 +82,15 @@ bool parse_cidr(const std::string& s, Cidr* out) {
 
 SipTransport::SipTransport(Loop* loop, Handler* handler) : loop_(loop), handler_(handler) {
   sweep_timer_ = loop_->timers().after(1000, [this] { sweep(); });
+  // The loop has nothing ready: no TCP/TLS connection holds unread bytes.
+  loop_->set_idle_hook([this] {
+    for (int li = 0; li < listeners(); ++li)
+      if (listeners_[li].spec.transport != sip::Transport::kUdp) handler_->on_drained(li);
+  });
 }
 
 SipTransport::~SipTransport() {
+  loop_->set_idle_hook(nullptr);
   loop_->timers().cancel(sweep_timer_);
   loop_->timers().cancel(expiry_timer_);
   std::vector<uint64_t> ids;
@@ -239,7 +245,7 @@ void SipTransport::on_udp(int li) {
     mh.msg_controllen = sizeof control;
     ssize_t n = recvmsg(listeners_[li].fd, &mh, 0);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) handler_->on_udp_drained(li);
+      if (errno == EAGAIN || errno == EWOULDBLOCK) handler_->on_drained(li);
       break;
     }
     rx_delay_us_ = -1;

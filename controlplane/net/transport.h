@@ -63,8 +63,9 @@ class SipTransport : public sip::Sender {
     // Unparseable input: `raw` for an answer (400) when it looks like a request.
     virtual void on_bad(const sip::Peer& from, sip::Error e, std::string_view raw) = 0;
     virtual void on_closed(uint64_t conn) { (void)conn; }
-    // A UDP listener was read until it had nothing more queued.
-    virtual void on_udp_drained(int listener) { (void)listener; }
+    // Nothing more is queued on a listener: a UDP socket was read until
+    // empty, or the loop found nothing ready (every TCP/TLS connection).
+    virtual void on_drained(int listener) { (void)listener; }
   };
 
   SipTransport(Loop* loop, Handler* handler);

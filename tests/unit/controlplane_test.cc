@@ -205,10 +205,13 @@ TEST_CASE("event loop: idle is noted when nothing is ready, not while work waits
     ++reads;
     busy_for_us = sluice::net::Loop::now_us() - loop.idle_at_us();
   });
+  int idles = 0;
+  loop.set_idle_hook([&] { ++idles; });
   loop.run_once(0);  // nothing ready
   const int64_t idle1 = loop.idle_at_us();
   CHECK(idle1 > 0);
   CHECK(reads == 0);
+  CHECK(idles == 1);  // the hook: every descriptor read empty
 
   // Ready at the look that does not wait: the loop is busy, idle stays put,
   // and the handler sees at least the time since (the write came after).
@@ -218,9 +221,11 @@ TEST_CASE("event loop: idle is noted when nothing is ready, not while work waits
   CHECK(reads == 1);
   CHECK(loop.idle_at_us() == idle1);
   CHECK(busy_for_us >= written - idle1);
+  CHECK(idles == 1);  // not while work was ready
 
   loop.run_once(0);  // caught up
   CHECK(loop.idle_at_us() > idle1);
+  CHECK(idles == 2);
 
   // A wait that ends with data: idle until it ended, so after the write.
   int64_t late = 0;
@@ -234,6 +239,7 @@ TEST_CASE("event loop: idle is noted when nothing is ready, not while work waits
   writer.join();
   CHECK(loop.idle_at_us() >= late);
   CHECK(busy_for_us >= 0);
+  loop.set_idle_hook(nullptr);
   loop.del(p[0]);
   close(p[0]);
   close(p[1]);
