@@ -169,7 +169,9 @@ void DataplaneLink::send_loop() {
     // Each upsert batch is one call's (its rules carry the call's id); the
     // fates go back in the batches' order.
     std::vector<BatchFate> fates;
-    auto fate = [&fates](const Batch& b, FlowFate f) { fates.push_back({b.rules.front().cookie, f}); };
+    auto fate = [&fates](const Batch& b, FlowFate f) {
+      fates.push_back({b.rules.front().cookie, f});
+    };
     if (send(run, &refused)) {
       if (upserts)
         for (const Batch& b : run) fate(b, FlowFate::kTaken);

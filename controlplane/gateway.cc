@@ -961,13 +961,6 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
 // ---------------------------------------------------------------------------
 // Flows
 
-// A stream whose flows the call's batches carry: enabled, with relay ports
-// and both sides' addresses (answered), and not refused by the dataplane.
-static bool in_batches(const Stream& st) {
-  return !st.disabled && !st.refused && st.side[0].relay_port && st.side[0].peer_port &&
-         st.side[1].peer_port;
-}
-
 std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   std::vector<FlowRule> rules;
   const std::string addr[2] = {media_side(Side::kOutside).address(),
@@ -980,7 +973,7 @@ std::vector<FlowRule> Gateway::flow_rules(const Call& call) const {
   const std::string& latch = cfg_.media().latch();
   int policy = latch == "first" ? 1 : latch == "strict" ? 3 : 2;
   for (const Stream& st : call.streams) {
-    if (!in_batches(st)) continue;
+    if (!st.batched()) continue;
     for (int in = 0; in < 2; ++in) {
       int out = 1 - in;
       const StreamSide& src = st.side[in];
@@ -1035,7 +1028,7 @@ void Gateway::push_flows(Call& call) {
   if (flows_->upsert(rules)) {
     uint8_t streams = 0;
     for (size_t i = 0; i < call.streams.size() && i < 8; ++i)
-      if (in_batches(call.streams[i])) streams |= static_cast<uint8_t>(1u << i);
+      if (call.streams[i].batched()) streams |= static_cast<uint8_t>(1u << i);
     call.batches.push_back(streams);
     call.flows_pushed = true;
     counters_["flows_pushed"] += rules.size();

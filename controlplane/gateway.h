@@ -151,6 +151,11 @@ struct Stream {
   std::string direction = "sendrecv";
   std::vector<std::string> codecs;
   StreamSide side[2];
+  // The call's flow batches carry this stream's flows: enabled, with relay
+  // ports and both sides' addresses (answered), and not refused.
+  bool batched() const {
+    return !disabled && !refused && side[0].relay_port && side[0].peer_port && side[1].peer_port;
+  }
 };
 
 // A leg restored from the journal resumes its CSeq this far above the

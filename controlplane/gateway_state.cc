@@ -369,7 +369,7 @@ void Gateway::resync(const std::vector<PresentFlow>& present) {
       ++pushed;
     } else {
       c.flows_in_dataplane = true;
-      for (Stream& st : c.streams) st.in_dataplane = true;
+      for (Stream& st : c.streams) st.in_dataplane = st.batched();
     }
     if (dead) timed_out.push_back(id);
   }

@@ -70,9 +70,7 @@ check "the private address never reached the phone" eq "$(leaks ph4)" 0
 sipp_stop "$SIPP_LOG_ROOT/reg2"
 
 echo "== TCP from the phone through the NAT"
-pbx pbx5 pbx_answer udp $PBX 5060 -
-sleep 0.5
-phone ph5 phone_call tcp $PHONE 5076 $RELAY_OUT:5060 -s 103
+call_through pbx5 pbx_answer ph5 phone_call tcp 5076 103
 check "call over TCP with hold/resume through the NAT" both_ok ph5 pbx5
 check "the private address never reached the phone" eq "$(leaks ph5)" 0
 check "no call and no flow left" eq "$(calls_count) $(flows_count)" "0 0"

@@ -126,4 +126,12 @@ registered_uas() {
   phone "$2" phone_uas "$tr" $PHONE "$3" $RELAY_OUT:"$(sip_port "$tr")" -s "$4"
   wait_for 5 "[ \"\$(sluicectl --json registrations list | grep -c 'sip:$4@')\" -ge 1 ]"
 }
+# PBX_NAME PBX_SCENARIO PHONE_NAME PHONE_SCENARIO TRANSPORT PORT USER [sipp
+# args]: a PBX (on UDP) to take the call, then a phone on TRANSPORT calling
+# USER through the relay from PORT; both run in the background.
+call_through() {
+  pbx "$1" "$2" udp $PBX 5060 -
+  sleep 0.5
+  phone "$3" "$4" "$5" $PHONE "$6" $RELAY_OUT:"$(sip_port "$5")" -s "$7" "${@:8}"
+}
 both_ok() { sipp_ok "$SIPP_LOG_ROOT/$1" "${SIPP_WAIT:-30}" && sipp_ok "$SIPP_LOG_ROOT/$2" "${SIPP_WAIT:-30}"; }

@@ -35,15 +35,11 @@ check "a phone's P-Asserted-Identity never reaches the PBX, its P-Preferred-Iden
   eq "$(grep -c spoofed.example "$SIPP_LOG_ROOT/pbx1/messages.log") $(grep -c -m1 'P-Preferred-Identity: <sip:alice@teleworker.example>' "$SIPP_LOG_ROOT/pbx1/messages.log")" "0 1"
 
 echo "== BYE from the PBX side"
-pbx pbx2 pbx_answer_bye udp $PBX 5060 -
-sleep 0.5
-phone ph2 phone_call_wait_bye udp $PHONE 5070 $RELAY_OUT:5060 -s 101
+call_through pbx2 pbx_answer_bye ph2 phone_call_wait_bye udp 5070 101
 check "PBX hang-up reaches the phone" both_ok ph2 pbx2
 
 echo "== CANCEL while ringing"
-pbx pbx3 pbx_ring_cancel udp $PBX 5060 -
-sleep 0.5
-phone ph3 phone_cancel udp $PHONE 5070 $RELAY_OUT:5060 -s 102
+call_through pbx3 pbx_ring_cancel ph3 phone_cancel udp 5070 102
 check "CANCEL relayed, 487 back to the phone" both_ok ph3 pbx3
 check "no call left after CANCEL" eq "$(calls_count)" 0
 
@@ -241,11 +237,9 @@ check "no call was set up" eq "$(calls_count)" 0
 # certificate from the lab CA, the relay's certificate and name checked).
 port=5074
 for tr in tcp tls; do
-  TR=${tr^^} rp=$RELAY_OUT:$(sip_port $tr)
+  TR=${tr^^}
   echo "== $TR from the phone: call with RTP both ways, hold, resume, BYE from the phone"
-  pbx pbx5$tr pbx_answer udp $PBX 5060 -
-  sleep 0.5
-  phone ph5$tr phone_call $tr $PHONE $port $rp -s 103
+  call_through pbx5$tr pbx_answer ph5$tr phone_call $tr $port 103
   sleep 2
   out_pk=$(flow_packets $RELAY_OUT); in_pk=$(flow_packets $RELAY_IN)
   check "$TR: RTP phone->PBX crossed the dataplane ($out_pk packets)" ge "$out_pk" 20
@@ -259,16 +253,12 @@ for tr in tcp tls; do
   port=$((port + 1))
 
   echo "== $TR: BYE from the PBX"
-  pbx pbx6$tr pbx_answer_bye udp $PBX 5060 -
-  sleep 0.5
-  phone ph6$tr phone_call_wait_bye $tr $PHONE $port $rp -s 101
+  call_through pbx6$tr pbx_answer_bye ph6$tr phone_call_wait_bye $tr $port 101
   check "$TR: the PBX's hang-up reached the phone" both_ok ph6$tr pbx6$tr
   port=$((port + 1))
 
   echo "== $TR: CANCEL while ringing"
-  pbx pbx7$tr pbx_ring_cancel udp $PBX 5060 -
-  sleep 0.5
-  phone ph7$tr phone_cancel $tr $PHONE $port $rp -s 102
+  call_through pbx7$tr pbx_ring_cancel ph7$tr phone_cancel $tr $port 102
   check "$TR: CANCEL relayed, 487 back to the phone" both_ok ph7$tr pbx7$tr
   port=$((port + 1))
 
@@ -501,9 +491,7 @@ lab_stop
 sed 's/max_flows: 65536/max_flows: 6/' "$LAB_DIR/dataplane.conf" >"$LAB_DIR/dataplane6.conf"
 lab_start "$LAB_DIR/dataplane6.conf" || exit 1
 cp_start || exit 1
-pbx pbx12 pbx_add_video udp $PBX 5060 -
-sleep 0.5
-phone ph12 phone_add_video udp $PHONE 5070 $RELAY_OUT:5060 -s 111
+call_through pbx12 pbx_add_video ph12 phone_add_video udp 5070 111
 wait_for 8 '[ "$(counter flow_changes_refused)" -ge 1 ]'
 check "the change that added video was refused, its one new stream left out" eq \
   "$(counter flow_changes_refused) $(counter flow_streams_refused) $(counter flow_batches_refused)" "1 1 1"
