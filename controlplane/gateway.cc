@@ -56,6 +56,7 @@ Gateway::~Gateway() {
     timers_->cancel(c.failover_timer);
     timers_->cancel(c.session_timer);
     timers_->cancel(c.refresh_timer);
+    timers_->cancel(c.off_timer);
   }
   for (auto& [id, sub] : subs_) timers_->cancel(sub.timer);
   timers_->cancel(overload_timer_);
@@ -1591,9 +1592,8 @@ void Gateway::take_timer_answer(Call& c, const Message& resp, Side callee) {
 // The relay's own refresh on the callee's leg (RFC 4028 7.4), which the
 // other side never sees: an UPDATE without a body where the callee allows
 // UPDATE, else a re-INVITE carrying the SDP the relay settled with the
-// callee, unchanged (same o= version: RFC 3264 8 makes it no change), whose
-// 2xx the relay ACKs itself, taking the callee's answer
-// (take_refresh_answer). Its 2xx re-arms the timer; 481 or 408 (the callee lost
+// callee, unchanged (same o= version: RFC 3264 8 makes it no change)
+// (own_reinvite). Its 2xx re-arms the timer; 481 or 408 (the callee lost
 // the dialog or is gone, RFC 5057) ends the call; 422 retries with the
 // callee's Min-SE; 491 (another request under way) retries shortly. Any
 // other answer still proves the dialog alive, so the timer is re-armed and
@@ -1603,10 +1603,10 @@ void Gateway::send_refresh(uint64_t id) {
   if (it == calls_.end()) return;
   Call& c = it->second;
   c.refresh_timer = 0;
-  if (!c.st_imposed || !c.st_by_relay || c.state != CallState::kConfirmed || c.refresh_inv) return;
-  if (c.inv_active || c.waiting_ack) {
-    // A re-INVITE is under way; its 2xx refreshes the session. Look again
-    // shortly in case it fails.
+  if (!c.st_imposed || !c.st_by_relay || c.state != CallState::kConfirmed) return;
+  if (c.inv_active || c.waiting_ack || c.own_inv) {
+    // An INVITE is under way; a re-INVITE's 2xx refreshes the session. Look
+    // again shortly in case it fails.
     c.refresh_timer = timers_->after(2000, [this, id] { send_refresh(id); });
     return;
   }
@@ -1626,28 +1626,11 @@ void Gateway::send_refresh(uint64_t id) {
   Message m = new_request(c, to, invite ? "INVITE" : "UPDATE");
   m.set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
   add_option_tag(&m, "Supported", "timer");
-  if (invite) {
-    set_sdp(&m, sdp);
-    c.refresh_inv = true;
-    ++counters_["session_refresh_reinvites_sent"];
-  }
-  const uint32_t cseq = c.leg[static_cast<int>(to)].local_cseq;
   ++counters_["session_refreshes_sent"];
-  tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id, invite, cseq, to](const Message& resp, bool) {
-    if (resp.status < 200) return;
-    auto it = calls_.find(id);
-    if (it == calls_.end()) return;
-    Call& cc = it->second;
-    if (invite && resp.status < 300) {
-      // ACK every 2xx (retransmissions too: our ACK may have been lost).
-      Message ack = new_request(cc, to, "ACK");
-      ack.set("CSeq", std::to_string(cseq) + " ACK");
-      tx_.send_ack(ack, cc.leg[static_cast<int>(to)].peer);
-      if (!cc.refresh_inv) return;  // a retransmitted 2xx
-    }
-    if (invite) cc.refresh_inv = false;
+  auto done = [this, id, invite, to](Call& cc, const Message& resp) {
     if (resp.status >= 200 && resp.status < 300) {
-      if (invite && has_sdp(resp)) take_refresh_answer(cc, to, resp.body);
+      if (invite && has_sdp(resp) && take_own_answer(cc, to, resp.body))
+        ++counters_["session_refresh_answers_taken"];
       std::string se = resp.value("Session-Expires");
       uint32_t s = parse_u32(sip::uri_of(se), 0);
       if (s) cc.session_expires_s = s;
@@ -1673,23 +1656,124 @@ void Gateway::send_refresh(uint64_t id) {
       ++counters_["session_refresh_rejected"];
       arm_session_timer(cc);
     }
+  };
+  if (invite) {
+    ++counters_["session_refresh_reinvites_sent"];
+    own_reinvite(c, to, std::move(m), sdp, std::move(done));
+    return;
+  }
+  tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id, done](const Message& resp, bool) {
+    if (resp.status < 200) return;
+    auto it = calls_.find(id);
+    if (it != calls_.end()) done(it->second, resp);
   });
 }
 
-// The callee's answer to the relay's refresh re-INVITE. A refresh changes
-// nothing on our side, but the callee may still move its media (another
-// media server, a new address) or change its keys in the answer: its
-// stream state and the flows follow. The other side is not told: its relay
-// address and keys stay as they are, so the SDP settled with it is kept.
-void Gateway::take_refresh_answer(Call& c, Side callee, const std::string& body) {
+// The relay's own re-INVITE: the SDP it offers is one it settled with the
+// leg before (perhaps with streams removed), so the keys in it are offered
+// again, for the answer's to be matched against (rewrite_sdp). Every 2xx is
+// ACKed, retransmissions too (our ACK may have been lost); the leg's other
+// side never sees any of it.
+void Gateway::own_reinvite(Call& c, Side to, Message m, const std::string& sdp,
+                           std::function<void(Call&, const Message&)> done) {
+  const int s = static_cast<int>(to);
+  sdp::Session ses;
+  if (sdp::parse(sdp, &ses) == sdp::Error::kNone) {
+    for (size_t i = 0; i < ses.media.size() && i < c.streams.size(); ++i) {
+      std::vector<sdp::Crypto>& offered = c.streams[i].side[s].keys.offered;
+      offered.clear();
+      for (const sdp::Line& l : ses.media[i].lines) {
+        sdp::Crypto k;
+        if (l.type == 'a' && l.value.rfind("crypto:", 0) == 0 &&
+            sdp::parse_crypto(l.value.substr(7), &k))
+          offered.push_back(k);
+      }
+    }
+  }
+  set_sdp(&m, sdp);
+  c.own_inv |= static_cast<uint8_t>(1u << s);
+  const uint32_t cseq = c.leg[s].local_cseq;
+  const uint64_t id = c.id;
+  tx_.request(m, c.leg[s].peer, [this, id, to, s, cseq, done](const Message& resp, bool) {
+    if (resp.status < 200) return;
+    auto it = calls_.find(id);
+    if (it == calls_.end()) return;
+    Call& cc = it->second;
+    if (resp.status < 300) {
+      Message ack = new_request(cc, to, "ACK");
+      ack.set("CSeq", std::to_string(cseq) + " ACK");
+      tx_.send_ack(ack, cc.leg[s].peer);
+      if (!(cc.own_inv >> s & 1)) return;  // a retransmitted 2xx
+    }
+    cc.own_inv &= static_cast<uint8_t>(~(1u << s));
+    done(cc, resp);
+  });
+}
+
+// The leg's answer to the relay's own re-INVITE. A refresh changes nothing
+// on our side, but the callee may still move its media (another media
+// server, a new address) or change its keys in the answer: its stream state
+// and the flows follow. The other side is not told: its relay address and
+// keys stay as they are, so the SDP settled with it is kept.
+bool Gateway::take_own_answer(Call& c, Side callee, const std::string& body) {
   std::string unused;
   int code = 0;
   if (!rewrite_sdp(c, callee, false, body, &unused, &code, /*settle=*/false)) {
     ++counters_["bad_answers"];
+    return false;
+  }
+  push_flows(c);  // unchanged flows stay as they are on the dataplane
+  return true;
+}
+
+// Streams the dataplane refused after their answer had reached both sides
+// (batch_refused): each side gets a re-INVITE with the SDP the relay settled
+// with it, those streams removed (port 0, RFC 3264 8.2), so that neither
+// keeps sending media the relay drops or waits for media that never comes.
+// It waits for the call's INVITE transactions (RFC 3261 14.1); a leg that
+// answers 491 is tried again, up to 5 times; any other failure leaves the
+// leg as it is (counted). A later offer that asks for the streams again
+// gets them tried again (rewrite_sdp).
+void Gateway::turn_off_refused(uint64_t id) {
+  auto it = calls_.find(id);
+  if (it == calls_.end()) return;
+  Call& c = it->second;
+  c.off_timer = 0;
+  if (c.state == CallState::kTerminating) return;
+  uint32_t refused = 0;
+  for (size_t i = 0; i < c.streams.size() && i < 32; ++i)
+    if (c.streams[i].refused) refused |= 1u << i;
+  if (!refused) return;
+  if (c.state != CallState::kConfirmed || c.inv_active || c.waiting_ack || c.own_inv) {
+    c.off_timer = timers_->after(500, [this, id] { turn_off_refused(id); });
     return;
   }
-  ++counters_["session_refresh_answers_taken"];
-  push_flows(c);  // unchanged flows stay as they are on the dataplane
+  for (int s = 0; s < 2; ++s) {
+    sdp::Session ses;
+    if (c.sdp_sent[s].empty() || sdp::parse(c.sdp_sent[s], &ses) != sdp::Error::kNone) continue;
+    uint32_t off = 0;
+    for (size_t i = 0; i < ses.media.size() && i < 32; ++i)
+      if ((refused >> i & 1) && ses.media[i].port != 0) off |= 1u << i;
+    if (!off) continue;  // this side has them off already
+    const Side to = static_cast<Side>(s);
+    std::string sdp = sdp::without_streams(ses, off, ++sdp_version_);
+    ++counters_["refused_streams_off_sent"];
+    own_reinvite(c, to, new_request(c, to, "INVITE"), sdp,
+                 [this, id, s, sdp](Call& cc, const Message& resp) {
+                   if (resp.status >= 200 && resp.status < 300) {
+                     cc.sdp_sent[s] = sdp;
+                     ++counters_["refused_streams_off"];
+                     if (has_sdp(resp)) take_own_answer(cc, static_cast<Side>(s), resp.body);
+                     if (cc.journaled) journal_call(cc);
+                   } else if (resp.status == 491 && cc.off_retries < 5) {
+                     ++cc.off_retries;
+                     if (!cc.off_timer)
+                       cc.off_timer = timers_->after(1000, [this, id] { turn_off_refused(id); });
+                   } else {
+                     ++counters_["refused_streams_off_failed"];
+                   }
+                 });
+  }
 }
 
 void Gateway::arm_session_timer(Call& c) {
@@ -1731,7 +1815,7 @@ void Gateway::handle_in_dialog(uint64_t stx, const Message& req, const Peer& fro
     return;
   }
   if (req.method == "INVITE") {
-    if (c.inv_active || c.waiting_ack || c.refresh_inv) {
+    if (c.inv_active || c.waiting_ack || c.own_inv) {
       reply(stx, req, 491, "Request Pending", l.local_tag);
       return;
     }
@@ -1787,6 +1871,10 @@ void Gateway::relay_request(Call& c, uint64_t stx, const Message& req, Side fs) 
   // its 2xx (RFC 3262 5, RFC 3311 5).
   bool prack_answer = req.method == "PRACK" && has_sdp(req) && c.early_offer_open && fs == c.caller;
   bool offer = (req.method == "UPDATE" || req.method == "PRACK") && has_sdp(req) && !prack_answer;
+  if (offer && c.own_inv) {  // the relay's own offer is under way (RFC 3311 5.2)
+    reply(stx, req, 491, "Request Pending", c.leg[static_cast<int>(fs)].local_tag);
+    return;
+  }
   std::vector<Stream> saved;
   if (prack_answer) {
     std::string body;
@@ -1876,6 +1964,7 @@ void Gateway::end_call(uint64_t id, const std::string& reason, bool bye_outside,
   timers_->cancel(c.session_timer);
   timers_->cancel(c.refresh_timer);
   timers_->cancel(c.failover_timer);
+  timers_->cancel(c.off_timer);
   for (int s = 0; s < 2; ++s) dialogs_.erase(c.leg[s].call_id + "|" + c.leg[s].local_tag);
   stx_call_.erase(c.initial_stx);
   ++counters_["calls_ended"];
@@ -1918,41 +2007,57 @@ void Gateway::flow_fates(const std::vector<BatchFate>& fates) {
 }
 
 void Gateway::batch_refused(Call& c, uint8_t streams) {
+  if (c.state == CallState::kTerminating) return;
+  // The streams the batch added: the room they asked for (or a flow of
+  // theirs) is what the dataplane refused.
+  uint8_t added = 0;
+  for (size_t i = 0; i < c.streams.size() && i < 8; ++i)
+    if ((streams >> i & 1) && !c.streams[i].in_dataplane && !c.streams[i].refused)
+      added |= static_cast<uint8_t>(1u << i);
+  int keep = -1;
   if (c.flows_in_dataplane) {
+    // A change refused: left out, the call's other streams take the rest.
     ++counters_["flow_changes_refused"];
-    // The streams this change added: the room they asked for (or a flow of
-    // theirs) is what the dataplane refused. Left out, the call's other
-    // streams take the rest of the change.
-    int added = 0;
-    for (size_t i = 0; i < c.streams.size() && i < 8; ++i) {
-      Stream& st = c.streams[i];
-      if ((streams >> i & 1) && !st.in_dataplane && !st.refused) {
-        st.refused = true;
-        ++added;
-      }
-    }
-    if (added) {
-      counters_["flow_streams_refused"] += added;
-      fprintf(stderr,
-              "sluice-controlplane: call %llu: the dataplane refused the %d stream(s) its change "
-              "added; they are left out, its other streams keep going\n",
-              static_cast<unsigned long long>(c.id), added);
-      push_flows(c);
-      // so that a restarted control plane does not ask for them again
-      if (c.journaled) journal_call(c);
-    } else {
-      fprintf(stderr,
-              "sluice-controlplane: call %llu: the dataplane refused its changed flows; it keeps "
-              "the ones it had\n",
-              static_cast<unsigned long long>(c.id));
-    }
+  } else if (__builtin_popcount(added) > 1) {
+    // A call's first batch with several streams: the call goes on with its
+    // first audio stream (else its first stream) alone, the rest left out.
+    for (size_t i = 0; i < c.streams.size() && i < 8 && keep < 0; ++i)
+      if ((added >> i & 1) && c.streams[i].type == "audio") keep = static_cast<int>(i);
+    if (keep < 0) keep = __builtin_ctz(added);
+    added &= static_cast<uint8_t>(~(1u << keep));
+    ++counters_["flow_setups_narrowed"];
+  } else {
+    c.media_refused = true;
+    // A BYE to the caller waits for its ACK (RFC 3261 15); an early call
+    // waits for its answer, whose batch may yet be taken.
+    if (c.state == CallState::kConfirmed && !c.waiting_ack) end_media_refused(c);
     return;
   }
-  if (c.state == CallState::kTerminating) return;
-  c.media_refused = true;
-  // A BYE to the caller waits for its ACK (RFC 3261 15); an early call
-  // waits for its answer, whose batch may yet be taken.
-  if (c.state == CallState::kConfirmed && !c.waiting_ack) end_media_refused(c);
+  if (!added) {
+    fprintf(stderr,
+            "sluice-controlplane: call %llu: the dataplane refused its changed flows; it keeps "
+            "the ones it had\n",
+            static_cast<unsigned long long>(c.id));
+    return;
+  }
+  for (size_t i = 0; i < c.streams.size() && i < 8; ++i)
+    if (added >> i & 1) c.streams[i].refused = true;
+  counters_["flow_streams_refused"] += __builtin_popcount(added);
+  if (keep < 0)
+    fprintf(stderr,
+            "sluice-controlplane: call %llu: the dataplane refused the %d stream(s) its change "
+            "added; they are left out, its other streams keep going\n",
+            static_cast<unsigned long long>(c.id), __builtin_popcount(added));
+  else
+    fprintf(stderr,
+            "sluice-controlplane: call %llu: the dataplane refused its %d streams; it goes on "
+            "with its %s stream (%d) alone\n",
+            static_cast<unsigned long long>(c.id), __builtin_popcount(added) + 1,
+            c.streams[keep].type.c_str(), keep);
+  push_flows(c);
+  // so that a restarted control plane does not ask for them again
+  if (c.journaled) journal_call(c);
+  if (!c.off_timer) turn_off_refused(c.id);
 }
 
 void Gateway::end_media_refused(Call& c) {

@@ -203,11 +203,18 @@ struct Call {
   // with that side, unchanged (RFC 4028 7.4, RFC 3264 8).
   bool st_by_relay = false;
   bool callee_update = false;  // the callee's 2xx allowed UPDATE
-  bool refresh_inv = false;    // the relay's refresh re-INVITE is under way
+  // The relay's own re-INVITE (a refresh, or refused streams turned off)
+  // under way on a leg: bit 1 << side.
+  uint8_t own_inv = 0;
   // The SDP the relay last settled with each side: its offer that side
   // answered, or its answer to that side's offer; and its offer under way.
   std::string sdp_sent[2], sdp_offered;
   sip::Timers::Id invite_timer = 0, session_timer = 0, refresh_timer = 0;
+  // Refused streams to turn off on both legs (turn_off_refused), waiting
+  // for the call's INVITE transactions; and how often a leg's 491 made it
+  // try again.
+  sip::Timers::Id off_timer = 0;
+  uint8_t off_retries = 0;
   // The INVITE transaction pair under way (the dialog-creating one, or a
   // re-INVITE): at most one per call, as RFC 3261 14.1 allows per dialog.
   bool inv_active = false;
@@ -456,7 +463,13 @@ class Gateway : public sip::Transactions::Handler {
   void arm_session_timer(Call& call);
   void take_timer_answer(Call& call, const sip::Message& resp, Side callee);
   void send_refresh(uint64_t id);
-  void take_refresh_answer(Call& c, Side callee, const std::string& body);
+  // The relay's own re-INVITE `m` on leg `to`, offering `sdp`; `done` gets
+  // its final response once, while the call lasts. take_own_answer takes
+  // the leg's answer to it.
+  void own_reinvite(Call& c, Side to, sip::Message m, const std::string& sdp,
+                    std::function<void(Call&, const sip::Message&)> done);
+  bool take_own_answer(Call& c, Side callee, const std::string& body);
+  void turn_off_refused(uint64_t id);
   // The session timer's part of a re-INVITE or UPDATE `m` relayed from
   // `from`, and of the 2xx `r` that answers one (`req` and `resp` as they
   // arrived); then re-arms the timer.

@@ -206,6 +206,15 @@ std::string format_crypto(const Crypto& c) {
   return s;
 }
 
+// An o= value with its version (and, unless empty, its address) replaced.
+static std::string with_version(std::string_view origin, uint64_t version,
+                                std::string_view addr = {}) {
+  auto f = fields(origin);
+  if (addr.empty()) addr = f[5];
+  return std::string(f[0]) + " " + std::string(f[1]) + " " + std::to_string(version) + " IN " +
+         ip_family(std::string(addr)) + " " + std::string(addr);
+}
+
 std::string rewrite(const Session& in, const std::vector<MediaPlan>& plan,
                     const std::string& origin_addr, uint64_t version) {
   Session out;
@@ -213,9 +222,7 @@ std::string rewrite(const Session& in, const std::vector<MediaPlan>& plan,
     if (l.type == 'a' && ice_attr(l.value)) continue;
     Line n = l;
     if (l.type == 'o') {
-      auto f = fields(l.value);
-      n.value = std::string(f[0]) + " " + std::string(f[1]) + " " + std::to_string(version) +
-                " IN " + ip_family(origin_addr) + " " + origin_addr;
+      n.value = with_version(l.value, version, origin_addr);
     } else if (l.type == 'c') {
       continue;  // every media section gets its own c= below
     }
@@ -261,6 +268,19 @@ std::string rewrite(const Session& in, const std::vector<MediaPlan>& plan,
     if (p.srtp)
       for (const Crypto& c : p.crypto) m.lines.push_back({'a', format_crypto(c)});
     out.media.push_back(std::move(m));
+  }
+  return serialize(out);
+}
+
+std::string without_streams(const Session& in, uint32_t off, uint64_t version) {
+  Session out = in;
+  for (Line& l : out.lines)
+    if (l.type == 'o') l.value = with_version(l.value, version);
+  for (size_t i = 0; i < out.media.size() && i < 32; ++i) {
+    if (!(off >> i & 1)) continue;
+    out.media[i].port = 0;
+    out.media[i].nports = 1;
+    out.media[i].lines.clear();
   }
   return serialize(out);
 }

@@ -88,4 +88,9 @@ struct MediaPlan {
 std::string rewrite(const Session& in, const std::vector<MediaPlan>& plan,
                     const std::string& origin_addr, uint64_t version);
 
+// The same session with the streams whose bit is set in `off` (bit i:
+// media[i]) removed, as RFC 3264 8.2 writes a removed stream: port 0, its
+// formats kept, its attributes dropped; o= version set to `version`.
+std::string without_streams(const Session& in, uint32_t off, uint64_t version);
+
 }  // namespace sluice::sdp

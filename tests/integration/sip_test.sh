@@ -484,7 +484,7 @@ check "their flows are removed" wait_for 3 '[ "$(flows_count)" = 0 ]'
 kill $RELAY_PID 2>/dev/null
 wait $RELAY_PID 2>/dev/null
 
-echo "== a re-INVITE adds video to a full table: the video stream is refused, the audio keeps going and takes the change"
+echo "== a re-INVITE adds video to a full table: the video stream is refused and turned off on both legs, the audio keeps going and takes the change"
 # Room for 6 flows: the audio call's 4 fit, its video's 4 more do not.
 cp_stop
 lab_stop
@@ -503,6 +503,8 @@ import json,sys
 c=json.load(sys.stdin)['calls'][0]
 print(' '.join('%s:%s:%d' % (m['type'], 'refused' if m.get('refused') else 'ok', len(m.get('flows',[]))) for m in c['streams']))")" \
   "4 audio:ok:4 video:refused:0"
+check "the relay turned the refused video off with a re-INVITE to each side, both answered (the scenarios check m=video 0)" \
+  wait_for 5 '[ "$(counter refused_streams_off_sent) $(counter refused_streams_off) $(counter refused_streams_off_failed)" = "2 2 0" ]'
 pk1=$(flow_packets $RELAY_OUT)
 sleep 1.5
 pk2=$(flow_packets $RELAY_OUT)
@@ -516,5 +518,29 @@ check "the call ends normally at both ends, never for refused media" both_ok ph1
 check "nothing ended for it; no call, no flow left" eq \
   "$(counter calls_ended_media_refused) $(calls_count) $(flows_count)" "0 0 0"
 check "the refusal is logged" grep -q "refused the 1 stream(s) its change added" "$LAB_DIR/controlplane.log"
+
+echo "== a call offers SRTP audio and video to the same full table: it goes on with audio alone, the video turned off on both legs"
+bad0=$(counter bad_answers) nocrypto0=$(counter srtp_no_usable_crypto)
+call_through pbx13 pbx_video_cut ph13 phone_video_cut udp 5070 112
+wait_for 8 '[ "$(counter flow_setups_narrowed)" -ge 1 ]'
+check "its first batch (audio and video, 8 flows) was refused, then audio alone was pushed and taken" eq \
+  "$(counter flow_setups_narrowed) $(counter flow_streams_refused) $(counter flow_batches_refused) $(counter calls_ended_media_refused)" "1 1 1 0"
+check "the relay turned the video off on both legs; the phone's SRTP answer matched the key offered again" \
+  wait_for 5 '[ "$(counter refused_streams_off_sent) $(counter refused_streams_off) $(counter refused_streams_off_failed)" = "2 2 0" ]'
+check "no answer was refused for it (bad answers, SRTP keys)" eq \
+  "$(( $(counter bad_answers) - bad0 )) $(( $(counter srtp_no_usable_crypto) - nocrypto0 ))" "0 0"
+check "the call has its 4 audio flows, the operator sees the video refused" eq \
+  "$(flows_count) $(sluicectl --json calls list | python3 -c "
+import json,sys
+c=json.load(sys.stdin)['calls'][0]
+print(' '.join('%s:%s:%d' % (m['type'], 'refused' if m.get('refused') else 'ok', len(m.get('flows',[]))) for m in c['streams']))")" \
+  "4 audio:ok:4 video:refused:0"
+pk1=$(flow_packets $RELAY_IN)
+sleep 1.5
+pk2=$(flow_packets $RELAY_IN)
+check "audio from the PBX crosses the dataplane to the phone ($pk1 then $pk2 packets)" ge "$pk2" $((pk1 + 20))
+check "the call ends normally at both ends" both_ok ph13 pbx13
+check "no call, no flow left" eq "$(calls_count) $(flows_count)" "0 0"
+check "the narrowing is logged" grep -q "refused its 2 streams; it goes on with its audio stream (0) alone" "$LAB_DIR/controlplane.log"
 
 sluicectl status | head -12

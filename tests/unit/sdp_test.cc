@@ -143,6 +143,32 @@ TEST_CASE("rewrite keeps hold semantics", "[sdp]") {
   CHECK(out.find("a=sendonly\r\n") != std::string::npos);
 }
 
+TEST_CASE("without_streams removes streams as RFC 3264 8.2 writes them", "[sdp]") {
+  const char settled[] =
+      "v=0\r\no=- 7 41 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+      "m=audio 20000 RTP/SAVP 0 101\r\nc=IN IP4 192.0.2.1\r\na=rtpmap:0 PCMU/8000\r\n"
+      "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n"
+      "m=video 20002/2 RTP/SAVP 96\r\nc=IN IP4 192.0.2.1\r\na=rtpmap:96 H264/90000\r\n"
+      "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n";
+  Session s;
+  REQUIRE(parse(settled, &s) == Error::kNone);
+  std::string out = without_streams(s, 0b10, 42);
+  CHECK(out ==
+        "v=0\r\no=- 7 42 IN IP4 192.0.2.1\r\ns=-\r\nt=0 0\r\n"
+        "m=audio 20000 RTP/SAVP 0 101\r\nc=IN IP4 192.0.2.1\r\na=rtpmap:0 PCMU/8000\r\n"
+        "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR\r\n"
+        "m=video 0 RTP/SAVP 96\r\n");
+  Session back;
+  REQUIRE(parse(out, &back) == Error::kNone);  // a port-0 stream needs no c=
+  CHECK(back.media[1].port == 0);
+  // No stream named (bits past the last stream are ignored): only the
+  // version moves, the streams come back byte for byte.
+  std::string same = settled;
+  same.replace(same.find(" 41 "), 4, " 43 ");
+  CHECK(without_streams(s, 0, 43) == same);
+  CHECK(without_streams(s, 0b100, 43) == same);
+}
+
 TEST_CASE("malformed SDP gets a named error", "[sdp]") {
   struct Case {
     const char* sdp;
