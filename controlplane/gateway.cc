@@ -835,6 +835,7 @@ bool Gateway::rewrite_sdp(Call& call, Side from, bool offer, const std::string& 
     fs.peer_port = m.port;
     fs.peer_rtcp = m.rtcp_mux ? m.port : (m.rtcp_port ? m.rtcp_port : uint16_t(m.port + 1));
     fs.profile = m.proto;
+    fs.fmts = m.fmts;
     if (offer || !m.rtcp_mux) st.rtcp_mux = m.rtcp_mux;
     st.direction = m.direction;
     if (!offer) {
@@ -1629,8 +1630,14 @@ void Gateway::send_refresh(uint64_t id) {
   ++counters_["session_refreshes_sent"];
   auto done = [this, id, invite, to](Call& cc, const Message& resp) {
     if (resp.status >= 200 && resp.status < 300) {
-      if (invite && has_sdp(resp) && take_own_answer(cc, to, resp.body))
-        ++counters_["session_refresh_answers_taken"];
+      if (invite && has_sdp(resp)) {
+        std::vector<std::vector<std::string>> before;
+        for (const Stream& st : cc.streams) before.push_back(st.side[static_cast<int>(to)].fmts);
+        if (take_own_answer(cc, to, resp.body)) {
+          ++counters_["session_refresh_answers_taken"];
+          relay_codec_change(cc, to, resp.body, before);
+        }
+      }
       std::string se = resp.value("Session-Expires");
       uint32_t s = parse_u32(sip::uri_of(se), 0);
       if (s) cc.session_expires_s = s;
@@ -1724,6 +1731,47 @@ bool Gateway::take_own_answer(Call& c, Side callee, const std::string& body) {
   }
   push_flows(c);  // unchanged flows stay as they are on the dataplane
   return true;
+}
+
+// An answer to an unchanged offer may still pick other formats (RFC 3264
+// 8.3.2), so a callee may switch codecs in its answer to the relay's
+// refresh, which the other side never saw. The other side is offered the
+// callee's answer as it now stands (its formats, the relay's address and
+// keys as before), in a re-INVITE of the relay's own, and its answer is
+// taken. One that fails (or one that cannot go out now, another INVITE
+// being under way) leaves the other side with the formats it had
+// (codec_changes_not_relayed); the relay forwards whatever payload the
+// callee sends either way.
+void Gateway::relay_codec_change(Call& c, Side callee, const std::string& body,
+                                 const std::vector<std::vector<std::string>>& before) {
+  bool changed = false;
+  for (size_t i = 0; i < c.streams.size() && i < before.size(); ++i) {
+    const Stream& st = c.streams[i];
+    if (!st.disabled && !before[i].empty() && before[i] != st.side[static_cast<int>(callee)].fmts)
+      changed = true;
+  }
+  if (!changed) return;
+  ++counters_["codec_changes_in_refresh"];
+  const Side os = other(callee);
+  std::string offer;
+  int code = 0;
+  if (c.inv_active || c.waiting_ack || c.own_inv ||
+      !rewrite_sdp(c, callee, true, body, &offer, &code, /*settle=*/false)) {
+    ++counters_["codec_changes_not_relayed"];
+    return;
+  }
+  const int s = static_cast<int>(os);
+  own_reinvite(c, os, new_request(c, os, "INVITE"), offer,
+               [this, s, offer](Call& cc, const Message& resp) {
+                 if (resp.status >= 200 && resp.status < 300) {
+                   cc.sdp_sent[s] = offer;
+                   ++counters_["codec_changes_relayed"];
+                   if (has_sdp(resp)) take_own_answer(cc, static_cast<Side>(s), resp.body);
+                   journal_call(cc);
+                 } else {
+                   ++counters_["codec_changes_not_relayed"];
+                 }
+               });
 }
 
 // Streams the dataplane refused after their answer had reached both sides

@@ -135,6 +135,7 @@ struct StreamSide {
   uint16_t peer_port = 0, peer_rtcp = 0;
   uint16_t relay_port = 0;  // RTP; RTCP is +1 unless muxed
   std::string profile;
+  std::vector<std::string> fmts;  // the payload types its last SDP named
   bool srtp = false;
   SrtpSide keys;
 };
@@ -469,6 +470,11 @@ class Gateway : public sip::Transactions::Handler {
   void own_reinvite(Call& c, Side to, sip::Message m, const std::string& sdp,
                     std::function<void(Call&, const sip::Message&)> done);
   bool take_own_answer(Call& c, Side callee, const std::string& body);
+  // The callee's answer to the relay's refresh re-INVITE (`body`) names
+  // other formats than `before` (its streams' fmts until then): offered to
+  // the other side in a re-INVITE of the relay's own.
+  void relay_codec_change(Call& c, Side callee, const std::string& body,
+                          const std::vector<std::vector<std::string>>& before);
   void turn_off_refused(uint64_t id);
   // The session timer's part of a re-INVITE or UPDATE `m` relayed from
   // `from`, and of the 2xx `r` that answers one (`req` and `resp` as they

@@ -108,6 +108,20 @@ check "each refresh carried the first INVITE's SDP byte for byte (same o= versio
 check "no refresh reached the phone (its only INVITE is its own)" eq "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/ph9/messages.log")" 1
 check "no call left" eq "$(calls_count)" 0
 
+echo "== the PBX switches codecs in its answer to the relay's refresh re-INVITE: the phone is offered the change"
+pbx pbx14 pbx_codec_refresh udp $PBX 5060 -
+sleep 0.5
+phone ph14 phone_codec_refresh udp $PHONE 5070 $RELAY_OUT:5060 -s 107
+check "the PBX's switch to PCMA was offered to the phone and answered" \
+  wait_for 6 '[ "$(counter codec_changes_in_refresh) $(counter codec_changes_relayed) $(counter codec_changes_not_relayed)" = "1 1 0" ]'
+check "the operator sees the call on PCMA" eq "$(sluicectl --json calls list | python3 -c "
+import json,sys
+print(json.load(sys.stdin)['calls'][0]['streams'][0]['codecs'])")" "['8 PCMA/8000', '101 telephone-event/8000']"
+check "both ends completed (the scenarios check PCMA in the relay's re-INVITE)" both_ok ph14 pbx14
+check "the phone got one INVITE from the relay, the PBX none but its refresh" eq \
+  "$(grep -c '^INVITE' "$SIPP_LOG_ROOT/ph14/messages.log") $(grep -c '^INVITE' "$SIPP_LOG_ROOT/pbx14/messages.log")" "2 2"
+check "no call left" eq "$(calls_count)" 0
+
 echo "== audio and video call: DSCP per stream (EF 46 audio, AF41 34 video), TTL reset, SIP on CS3"
 pbx pbxv pbx_video udp $PBX 5060 -
 sleep 0.5
