@@ -302,9 +302,10 @@ grpc::Status Runtime::upsert(const pb::UpsertFlowsRequest& req, pb::UpsertFlowsR
   uint64_t now = rte_rdtsc();
   for (const ParsedSpec& p : parsed) {
     if (!p.cfg.dst_ip || own_port(view_, p.cfg.dst_ip) >= 0) continue;  // none, or NAT loopback
-    uint32_t nh = next_hop(view_, p.cfg.egress_port, p.cfg.dst_ip);
+    uint8_t port;
+    uint32_t nh = next_hop(view_, p.cfg.egress_port, p.cfg.dst_ip, &port);
     net::Mac mac;
-    if (nh && !neighbors_->lookup(nh, &mac)) resolve(nh, p.cfg.egress_port, now);
+    if (nh && !neighbors_->lookup(nh, &mac)) resolve(nh, port, now);
   }
   generation_ = std::max(generation_, req.generation());
   resp->set_generation(generation_);

@@ -503,9 +503,10 @@ void Runtime::handle_event(const WorkerEvent& e) {
   // packet; the egress port of the reverse flow is not known here, so
   // resolve on every port whose subnet holds the peer.
   for (int i = 0; i < view_.nports; ++i) {
-    uint32_t nh = next_hop(view_, uint8_t(i), e.ip);
+    uint8_t port;
+    uint32_t nh = next_hop(view_, uint8_t(i), e.ip, &port);
     net::Mac mac;
-    if (nh == e.ip && !neighbors_->lookup(nh, &mac)) resolve(nh, uint8_t(i), now);
+    if (nh == e.ip && port == i && !neighbors_->lookup(nh, &mac)) resolve(nh, port, now);
   }
   pb::Event ev;
   ev.set_type(e.kind == EventKind::kLatched ? pb::EVENT_TYPE_LATCHED : pb::EVENT_TYPE_PEER_CHANGED);

@@ -38,6 +38,10 @@ NS_RELAY=$LAB-relay
 NS_PHONE=$LAB-phone
 NS_PBX=$LAB-pbx
 NS_NAT=$LAB-nat
+NS_LAN=$LAB-lan
+LAN_NET=10.20.0.0/16
+LAN_ROUTER=10.20.0.1
+LAN_DEV=10.20.0.5
 LAB_DMZ=${LAB_DMZ:-0}
 RELAY_OUT=192.0.2.1
 RELAY_IN=198.51.100.1
@@ -237,11 +241,39 @@ nat_packets() {
     python3 -c "import json,sys; print(next(o['counter']['packets'] for o in json.load(sys.stdin)['nftables'] if 'counter' in o))"
 }
 
+# A LAN subnet that is not directly connected (edge placement): a device
+# (${LAB}-lan, dev0 $LAN_DEV) behind a router, which here is the PBX's
+# namespace (lan0 $LAN_ROUTER, forwarding). The device reaches the relay's
+# public address (NAT loopback): it is routed to the relay's inside port.
+# The dataplane needs `routes { prefix: "$LAN_NET" next_hop: "$PBX" port:
+# "inside" }` (lab_lan_dataplane_conf); lab_lan_route gives the relay's
+# kernel the same route for SIP once the dataplane's TAPs are up.
+lab_lan_up() {
+  ip netns add "$NS_LAN" || return 1
+  ip netns exec "$NS_LAN" sysctl -qw net.ipv6.conf.all.disable_ipv6=1
+  ip netns exec "$NS_PBX" sysctl -qw net.ipv4.ip_forward=1
+  ip -n "$NS_LAN" link set lo up
+  ip link add lan0 netns "$NS_PBX" type veth peer name dev0 netns "$NS_LAN" || return 1
+  ip -n "$NS_PBX" addr add $LAN_ROUTER/24 dev lan0
+  ip -n "$NS_LAN" addr add $LAN_DEV/24 dev dev0
+  ip -n "$NS_PBX" link set lan0 up
+  ip -n "$NS_LAN" link set dev0 up
+  ip -n "$NS_LAN" route add default via $LAN_ROUTER
+  ip -n "$NS_PBX" route add $RELAY_OUT/32 via $RELAY_IN
+  ip netns exec "$NS_LAN" ethtool -K dev0 tx off >/dev/null
+  printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$NS_LAN" >"$LAB_DIR/sipp-lan"
+  chmod +x "$LAB_DIR/sipp-lan"
+}
+lab_lan_dataplane_conf() {  # SRC DST
+  sed "s|^media {|routes { prefix: \"$LAN_NET\" next_hop: \"$PBX\" port: \"inside\" }\nmedia {|" "$1" >"$2"
+}
+lab_lan_route() { ip -n "$NS_RELAY" route replace $LAN_NET via $PBX dev "$LAB-in"; }
+
 lab_down() {
   cp_stop
   lab_stop
   local ns
-  for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX" "$NS_NAT"; do
+  for ns in "$NS_RELAY" "$NS_PHONE" "$NS_PBX" "$NS_NAT" "$NS_LAN"; do
     ip netns pids "$ns" 2>/dev/null | xargs -r kill -9 2>/dev/null
     ip netns del "$ns" 2>/dev/null
     rm -rf "/etc/netns/$ns"  # a test's resolv.conf for the namespace

@@ -128,22 +128,37 @@ LatchVerdict latch_peek(const FlowConfig& cfg, const FlowState& st, uint32_t ip,
   return LatchVerdict::kReject;
 }
 
-uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst) {
+uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst, uint8_t* out_port) {
   const PortInfo& p = dp.ports[port];
+  uint8_t via = port;
+  if (out_port) *out_port = port;
   uint32_t mask = net::prefix_mask(p.prefix);
   if ((dst & mask) == (p.ip & mask)) return dst;
   uint32_t best = 0, best_mask = 0;
   bool found = false;
-  for (int i = 0; i < dp.nroutes; ++i) {
-    const RouteEntry& r = dp.routes[i];
-    if (r.port == port && (dst & r.mask) == r.prefix && (!found || r.mask > best_mask)) {
-      best = r.next_hop;
-      best_mask = r.mask;
+  for (int i = 0; i < dp.nports; ++i) {
+    const PortInfo& q = dp.ports[i];
+    const uint32_t m = net::prefix_mask(q.prefix);
+    if (i != port && q.ip && (dst & m) == (q.ip & m) && (!found || m > best_mask)) {
+      best = dst;
+      best_mask = m;
+      via = uint8_t(i);
       found = true;
     }
   }
-  if (found) return best;
-  return p.gateway;
+  for (int i = 0; i < dp.nroutes; ++i) {
+    const RouteEntry& r = dp.routes[i];
+    if ((dst & r.mask) != r.prefix) continue;
+    if (!found || r.mask > best_mask || (r.mask == best_mask && r.port == port && via != port)) {
+      best = r.next_hop;
+      best_mask = r.mask;
+      via = r.port;
+      found = true;
+    }
+  }
+  if (!found) return p.gateway;
+  if (out_port) *out_port = via;
+  return best;
 }
 
 Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint32_t len,
@@ -289,24 +304,24 @@ Outcome process_frame(const DataplaneView& dp, uint8_t* buf, uint32_t off, uint3
   // that owns it and comes back in there.
   const int hp = own_port(dp, dip);
   if (hp >= 0 && hairpinned) return fail(Drop::kHairpinLoop);
-  const uint8_t out_port = hp >= 0 ? uint8_t(hp) : cfg.egress_port;
-  const PortInfo& eg = dp.ports[out_port];
+  uint8_t out_port = hp >= 0 ? uint8_t(hp) : cfg.egress_port;
   net::Mac dmac;
   if (hp >= 0) {
-    dmac = eg.mac;
+    dmac = dp.ports[out_port].mac;
   } else {
-    uint32_t nh = next_hop(dp, cfg.egress_port, dip);
+    uint32_t nh = next_hop(dp, cfg.egress_port, dip, &out_port);
     if (!nh) return fail(Drop::kNoRoute);
     if (!dp.neighbors->lookup(nh, &dmac)) {
       Outcome o = fail(Drop::kNoNeighbor);
       if (o.event.kind == EventKind::kNone) {
         o.event.kind = EventKind::kResolve;
         o.event.ip = nh;
-        o.event.port = cfg.egress_port;
+        o.event.port = out_port;
       }
       return o;
     }
   }
+  const PortInfo& eg = dp.ports[out_port];
   out.hairpin = hp >= 0;
 
   // Rewrite in place. The L2 header may grow or shrink by a VLAN tag.

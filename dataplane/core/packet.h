@@ -128,8 +128,14 @@ LatchVerdict latch_decide(const FlowConfig& cfg, FlowState& st, uint32_t ip, uin
 // What latch_decide would answer, without changing anything.
 LatchVerdict latch_peek(const FlowConfig& cfg, const FlowState& st, uint32_t ip, uint16_t port);
 
-// Next hop for dst leaving on port p (on-link, static route, gateway); 0 if
-// none.
-uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst);
+// Next hop for dst, for a flow whose egress is `port`; 0 if none. A
+// destination on the port's own network goes there directly. Otherwise the
+// most specific of every other port's network and every static route wins,
+// whichever port it belongs to (ties go to `port`), before `port`'s gateway:
+// a LAN device that reached the relay's public address (NAT loopback at the
+// network edge) gets its media back on the inside, from that address.
+// *out_port (if given) is the port the packet leaves through.
+uint32_t next_hop(const DataplaneView& dp, uint8_t port, uint32_t dst,
+                  uint8_t* out_port = nullptr);
 
 }  // namespace sluice

@@ -557,4 +557,49 @@ check "the call ends normally at both ends" both_ok ph13 pbx13
 check "no call, no flow left" eq "$(calls_count) $(flows_count)" "0 0"
 check "the narrowing is logged" grep -q "refused its 2 streams; it goes on with its audio stream (0) alone" "$LAB_DIR/controlplane.log"
 
+echo "== NAT loopback at the network edge: a device on a LAN subnet behind a router calls through the relay's public address"
+# The device (10.20.0.5) is routed to the relay's inside port; its call is
+# an outside leg (it called 192.0.2.1), so the media back to it must leave
+# through the inside port, from the public address.
+cp_stop
+lab_stop
+lab_lan_up || exit 1
+lab_lan_dataplane_conf "$LAB_DIR/dataplane.conf" "$LAB_DIR/dataplane_lan.conf"
+lab_start "$LAB_DIR/dataplane_lan.conf" || exit 1
+lab_lan_route
+cp_start || exit 1
+lan_rx() {  # packets the device's interface received
+  ip -n "$NS_LAN" -s -j link show dev0 | python3 -c "import json,sys; print(json.load(sys.stdin)[0]['stats64']['rx']['packets'])"
+}
+rx0=$(lan_rx)
+pbx pbx15 pbx_answer udp $PBX 5060 -
+sleep 0.5
+SIPP_BIN=$LAB_DIR/sipp-lan sipp_run lan15 phone_call udp $LAN_DEV 5070 $RELAY_OUT:5060 -s 100
+sleep 2
+check "the relay sees the LAN device's own address on the outside leg" eq "$(sluicectl --json calls list | python3 -c "
+import json,sys
+c=json.load(sys.stdin)['calls'][0]
+print(c['outside']['signallingPeer']['address'], c['streams'][0]['outside']['peer']['address'])")" "$LAN_DEV $LAN_DEV"
+sluicectl --json flows list >"$LAB_DIR/lan_flows.json"
+check "media from the device crosses to the PBX, and the PBX's back to the device, with no drop" python3 - "$LAB_DIR/lan_flows.json" "$RELAY_OUT" "$RELAY_IN" "$LAN_DEV" <<'PY'
+import json, sys
+flows, out, inside, dev = json.load(open(sys.argv[1])).get("flows", []), sys.argv[2], sys.argv[3], sys.argv[4]
+rtp = [f for f in flows if f["spec"]["key"]["localPort"] % 2 == 0]
+up = [f for f in rtp if f["spec"]["key"]["localAddress"] == out]
+down = [f for f in rtp if f["spec"]["key"]["localAddress"] == inside]
+ok = (len(up) == 1 and len(down) == 1 and up[0].get("latchedPeer", {}).get("address") == dev
+      and int(up[0].get("packets", 0)) >= 20 and int(down[0].get("packets", 0)) >= 20
+      and not down[0].get("drops"))
+print("up", up[0].get("packets") if up else None, "down", down[0].get("packets") if down else None,
+      "drops", down[0].get("drops") if down else None)
+sys.exit(0 if ok else 1)
+PY
+rx=$(( $(lan_rx) - rx0 ))
+check "the PBX's media reached the device through its router ($rx packets received)" ge "$rx" 40
+check "the call with hold/resume completed at both ends" both_ok lan15 pbx15
+check "no drop for want of a route" eq "$(sluicectl --json stats | python3 -c "
+import json,sys
+print(sum(int(d['packets']) for d in json.load(sys.stdin).get('drops', []) if d['reason'] == 'no_route'))")" 0
+check "no call, no flow left" eq "$(calls_count) $(flows_count)" "0 0"
+
 sluicectl status | head -12

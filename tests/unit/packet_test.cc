@@ -474,6 +474,61 @@ TEST_CASE("next hop resolution", "[packet][neighbor]") {
     r.dp.ports[1].gateway = 0;
     CHECK(next_hop(r.dp, 1, *net::parse_ipv4("203.0.114.1")) == 0);
   }
+  SECTION("another port's network or static route wins over the egress port's gateway") {
+    const uint32_t lan = *net::parse_ipv4("198.51.100.20");
+    const uint32_t branch = *net::parse_ipv4("10.20.0.5");
+    const uint32_t lan_rt = *net::parse_ipv4("198.51.100.254");
+    const uint32_t gw = *net::parse_ipv4("192.0.2.254");
+    r.dp.ports[0].gateway = gw;
+    uint8_t via = 9;
+    CHECK(next_hop(r.dp, 0, kPhone, &via) == kPhone);  // on the egress port's own network
+    CHECK(via == 0);
+    CHECK(next_hop(r.dp, 0, lan, &via) == lan);  // on the inside network
+    CHECK(via == 1);
+    CHECK(next_hop(r.dp, 0, branch, &via) == gw);  // nowhere else: the Internet
+    CHECK(via == 0);
+    r.dp.routes[0] = RouteEntry{*net::parse_ipv4("10.20.0.0"), net::prefix_mask(16), lan_rt, 1};
+    r.dp.nroutes = 1;
+    CHECK(next_hop(r.dp, 0, branch, &via) == lan_rt);  // a LAN subnet behind a router
+    CHECK(via == 1);
+    // The same prefix routed on the egress port too: the egress port keeps it.
+    r.dp.routes[1] = RouteEntry{*net::parse_ipv4("10.20.0.0"), net::prefix_mask(16), gw, 0};
+    r.dp.nroutes = 2;
+    CHECK(next_hop(r.dp, 0, branch, &via) == gw);
+    CHECK(via == 0);
+  }
+}
+
+TEST_CASE("a LAN device that reached the public address gets its media back on the inside",
+          "[packet][hairpin]") {
+  // NAT loopback at the network edge: the device's call is an outside leg
+  // (it sent to 192.0.2.1), but its address is on the inside network.
+  Rig r;
+  const uint32_t lan = *net::parse_ipv4("198.51.100.20");
+  const net::Mac lan_mac{0x02, 0, 0, 0, 0, 0x20};
+  r.neigh->set(lan, lan_mac, 1, NeighborTable::kReachable, 0);
+  REQUIRE(r.flows->upsert(kRelayOut, 20000, Rig::flow(kRelayIn, 20002, kPbx, 5000, lan, 4000, 1),
+                          1, 1, 60000) == FlowTable::Result::kCreated);
+  REQUIRE(r.flows->upsert(kRelayIn, 20002, Rig::flow(kRelayOut, 20000, lan, 4000, kPbx, 5000, 0),
+                          2, 1, 60000) == FlowTable::Result::kCreated);
+  UdpFrame in = from_phone(4000, lan);
+  in.dst_mac = kInMac;  // it arrives on the inside port
+  auto up = r.run(in.build(), 1);
+  REQUIRE(up.o.action == Action::kForward);
+  CHECK(up.o.out_port == 1);
+  CHECK(parse_out(up.out).dip == kPbx);
+  auto down = r.run(from_pbx().build(), 1);
+  REQUIRE(down.o.action == Action::kForward);
+  CHECK(down.o.out_port == 1);  // its flow's egress is the outside port
+  CHECK_FALSE(down.o.hairpin);
+  Parsed p = parse_out(down.out);
+  CHECK(p.dst == lan_mac);
+  CHECK(p.src == kInMac);
+  CHECK(p.sip == kRelayOut);  // from the address it called
+  CHECK(p.sport == 20000);
+  CHECK(p.dip == lan);
+  CHECK(p.dport == 4000);
+  CHECK(p.udp_ok);
 }
 
 TEST_CASE("a flow owned by another worker is handed off untouched", "[packet]") {
