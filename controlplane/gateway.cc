@@ -1628,15 +1628,14 @@ void Gateway::send_refresh(uint64_t id) {
   m.set("Session-Expires", std::to_string(c.session_expires_s) + ";refresher=uac");
   add_option_tag(&m, "Supported", "timer");
   ++counters_["session_refreshes_sent"];
-  auto done = [this, id, invite, to](Call& cc, const Message& resp) {
+  // The callee's formats as they stand: its answer may switch codecs.
+  std::vector<std::vector<std::string>> before;
+  for (const Stream& st : c.streams) before.push_back(st.side[static_cast<int>(to)].fmts);
+  auto done = [this, id, to, before](Call& cc, const Message& resp, bool answered) {
     if (resp.status >= 200 && resp.status < 300) {
-      if (invite && has_sdp(resp)) {
-        std::vector<std::vector<std::string>> before;
-        for (const Stream& st : cc.streams) before.push_back(st.side[static_cast<int>(to)].fmts);
-        if (take_own_answer(cc, to, resp.body)) {
-          ++counters_["session_refresh_answers_taken"];
-          relay_codec_change(cc, to, resp.body, before);
-        }
+      if (answered) {
+        ++counters_["session_refresh_answers_taken"];
+        relay_codec_change(cc, to, resp.body, before);
       }
       std::string se = resp.value("Session-Expires");
       uint32_t s = parse_u32(sip::uri_of(se), 0);
@@ -1672,17 +1671,18 @@ void Gateway::send_refresh(uint64_t id) {
   tx_.request(m, c.leg[static_cast<int>(to)].peer, [this, id, done](const Message& resp, bool) {
     if (resp.status < 200) return;
     auto it = calls_.find(id);
-    if (it != calls_.end()) done(it->second, resp);
+    if (it != calls_.end()) done(it->second, resp, false);
   });
 }
 
 // The relay's own re-INVITE: the SDP it offers is one it settled with the
 // leg before (perhaps with streams removed), so the keys in it are offered
 // again, for the answer's to be matched against (rewrite_sdp). Every 2xx is
-// ACKed, retransmissions too (our ACK may have been lost); the leg's other
-// side never sees any of it.
+// ACKed, retransmissions too (our ACK may have been lost); the first
+// settles the offer with the leg and its answer is taken (take_own_answer;
+// `done` learns whether it was). The leg's other side never sees any of it.
 void Gateway::own_reinvite(Call& c, Side to, Message m, const std::string& sdp,
-                           std::function<void(Call&, const Message&)> done) {
+                           std::function<void(Call&, const Message&, bool)> done) {
   const int s = static_cast<int>(to);
   sdp::Session ses;
   if (sdp::parse(sdp, &ses) == sdp::Error::kNone) {
@@ -1701,19 +1701,22 @@ void Gateway::own_reinvite(Call& c, Side to, Message m, const std::string& sdp,
   c.own_inv |= static_cast<uint8_t>(1u << s);
   const uint32_t cseq = c.leg[s].local_cseq;
   const uint64_t id = c.id;
-  tx_.request(m, c.leg[s].peer, [this, id, to, s, cseq, done](const Message& resp, bool) {
+  tx_.request(m, c.leg[s].peer, [this, id, to, s, cseq, sdp, done](const Message& resp, bool) {
     if (resp.status < 200) return;
     auto it = calls_.find(id);
     if (it == calls_.end()) return;
     Call& cc = it->second;
+    bool answered = false;
     if (resp.status < 300) {
       Message ack = new_request(cc, to, "ACK");
       ack.set("CSeq", std::to_string(cseq) + " ACK");
       tx_.send_ack(ack, cc.leg[s].peer);
       if (!(cc.own_inv >> s & 1)) return;  // a retransmitted 2xx
+      cc.sdp_sent[s] = sdp;
+      answered = has_sdp(resp) && take_own_answer(cc, to, resp.body);
     }
     cc.own_inv &= static_cast<uint8_t>(~(1u << s));
-    done(cc, resp);
+    done(cc, resp, answered);
   });
 }
 
@@ -1760,13 +1763,10 @@ void Gateway::relay_codec_change(Call& c, Side callee, const std::string& body,
     ++counters_["codec_changes_not_relayed"];
     return;
   }
-  const int s = static_cast<int>(os);
   own_reinvite(c, os, new_request(c, os, "INVITE"), offer,
-               [this, s, offer](Call& cc, const Message& resp) {
+               [this](Call& cc, const Message& resp, bool) {
                  if (resp.status >= 200 && resp.status < 300) {
-                   cc.sdp_sent[s] = offer;
                    ++counters_["codec_changes_relayed"];
-                   if (has_sdp(resp)) take_own_answer(cc, static_cast<Side>(s), resp.body);
                    journal_call(cc);
                  } else {
                    ++counters_["codec_changes_not_relayed"];
@@ -1807,12 +1807,10 @@ void Gateway::turn_off_refused(uint64_t id) {
     std::string sdp = sdp::without_streams(ses, off, ++sdp_version_);
     ++counters_["refused_streams_off_sent"];
     own_reinvite(c, to, new_request(c, to, "INVITE"), sdp,
-                 [this, id, s, sdp](Call& cc, const Message& resp) {
+                 [this, id](Call& cc, const Message& resp, bool) {
                    if (resp.status >= 200 && resp.status < 300) {
-                     cc.sdp_sent[s] = sdp;
                      ++counters_["refused_streams_off"];
-                     if (has_sdp(resp)) take_own_answer(cc, static_cast<Side>(s), resp.body);
-                     if (cc.journaled) journal_call(cc);
+                     journal_call(cc);
                    } else if (resp.status == 491 && cc.off_retries < 5) {
                      ++cc.off_retries;
                      if (!cc.off_timer)

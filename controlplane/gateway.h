@@ -465,10 +465,10 @@ class Gateway : public sip::Transactions::Handler {
   void take_timer_answer(Call& call, const sip::Message& resp, Side callee);
   void send_refresh(uint64_t id);
   // The relay's own re-INVITE `m` on leg `to`, offering `sdp`; `done` gets
-  // its final response once, while the call lasts. take_own_answer takes
-  // the leg's answer to it.
+  // its final response once, while the call lasts, and whether the leg's
+  // answer in a 2xx was taken (take_own_answer).
   void own_reinvite(Call& c, Side to, sip::Message m, const std::string& sdp,
-                    std::function<void(Call&, const sip::Message&)> done);
+                    std::function<void(Call&, const sip::Message&, bool)> done);
   bool take_own_answer(Call& c, Side callee, const std::string& body);
   // The callee's answer to the relay's refresh re-INVITE (`body`) names
   // other formats than `before` (its streams' fmts until then): offered to
