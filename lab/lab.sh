@@ -261,8 +261,7 @@ lab_lan_up() {
   ip -n "$NS_LAN" route add default via $LAN_ROUTER
   ip -n "$NS_PBX" route add $RELAY_OUT/32 via $RELAY_IN
   ip netns exec "$NS_LAN" ethtool -K dev0 tx off >/dev/null
-  printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$NS_LAN" >"$LAB_DIR/sipp-lan"
-  chmod +x "$LAB_DIR/sipp-lan"
+  lab_sipp_wrappers lan
 }
 lab_lan_dataplane_conf() {  # SRC DST
   sed "s|^media {|routes { prefix: \"$LAN_NET\" next_hop: \"$PBX\" port: \"inside\" }\nmedia {|" "$1" >"$2"
@@ -372,11 +371,12 @@ cp_unthrottle() {
   rm -f "$LAB_DIR/cp_cgroup"
 }
 
-# SIPp run inside the phone or PBX namespace: $LAB_DIR/sipp-phone and
-# $LAB_DIR/sipp-pbx, for tests/sipp/sipp.sh's SIPP_BIN.
+# SIPp (and socat) run inside the named lab namespaces (phone, pbx, lan):
+# $LAB_DIR/sipp-phone, $LAB_DIR/sipp-pbx, ..., for tests/sipp/sipp.sh's
+# SIPP_BIN.
 lab_sipp_wrappers() {
   local ns
-  for ns in phone pbx; do
+  for ns in "$@"; do
     printf '#!/bin/sh\nexec ip netns exec %s sipp "$@"\n' "$LAB-$ns" >"$LAB_DIR/sipp-$ns"
     printf '#!/bin/sh\nexec ip netns exec %s socat "$@"\n' "$LAB-$ns" >"$LAB_DIR/socat-$ns"
     chmod +x "$LAB_DIR/sipp-$ns" "$LAB_DIR/socat-$ns"
@@ -455,7 +455,7 @@ lab_demo() {
     source "$LAB_ROOT/tests/sipp/sipp.sh"
     SIPP_LOG_ROOT=$LAB_DIR/sipp
     mkdir -p "$SIPP_LOG_ROOT"
-    lab_sipp_wrappers
+    lab_sipp_wrappers phone pbx
     SIPP_BIN=$LAB_DIR/sipp-pbx sipp_run reg pbx_registrar udp $PBX 5060 -
     sleep 0.5
     SIPP_FG=1 SIPP_BIN=$LAB_DIR/sipp-phone sipp_run regph phone_register udp $PHONE 5070 $RELAY_OUT:5060 -s alice

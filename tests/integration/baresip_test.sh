@@ -69,7 +69,7 @@ lab_up || exit 1
 lab_start || exit 1
 SIPP_LOG_ROOT=$LAB_DIR/sipp
 mkdir -p "$SIPP_LOG_ROOT"
-lab_sipp_wrappers
+lab_sipp_wrappers phone pbx
 
 # media_checks NAME CALLER CALLEE: after the caller hung up
 media_checks() {

@@ -104,7 +104,7 @@ sip_lab_start() {
   cp_start || exit 1
   SIPP_LOG_ROOT=$LAB_DIR/sipp
   mkdir -p "$SIPP_LOG_ROOT"
-  lab_sipp_wrappers
+  lab_sipp_wrappers phone pbx
 }
 # A phone on TLS presents the lab's client certificate and checks the
 # relay's (through sipp.sh's socat tunnel when SIPp has no TLS of its own).
